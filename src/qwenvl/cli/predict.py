@@ -1,0 +1,63 @@
+"""qwenvl-predict: one image and a prompt -> the model's answer, boxes drawn on the image.
+
+qwenvl-predict image=photo.jpg prompt="What is in the picture?" task=vqa ckpt=runs/x/model
+qwenvl-predict image=photo.jpg prompt="the red circle" task=grounding out=boxes.png
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig
+
+from qwenvl import boxes
+from qwenvl.models.build import build_model, load_tokenizer
+from qwenvl.models.qwen_vl import QwenVLModel
+from qwenvl.paths import CONF_DIR
+from qwenvl.processor import QwenVLProcessor
+from qwenvl.visualize import draw_groundings
+
+
+def load(cfg: DictConfig) -> tuple[QwenVLModel, QwenVLProcessor]:
+    """The model and processor from `ckpt`, or freshly built from the config groups."""
+    if cfg.ckpt:
+        model = QwenVLModel.from_pretrained(cfg.ckpt)
+        if Path(cfg.ckpt, "processor_config.json").is_file():
+            return model, QwenVLProcessor.from_pretrained(cfg.ckpt)
+        return model, QwenVLProcessor.from_model(model, load_tokenizer(cfg.tokenizer))
+    tokenizer = load_tokenizer(cfg.tokenizer)
+    model = build_model(cfg, tokenizer)
+    return model, QwenVLProcessor.from_model(model, tokenizer)
+
+
+def predict(model: QwenVLModel, processor: QwenVLProcessor, image, prompt: str, **kw) -> str:
+    """Answer one prompt (markup) about one image."""
+    inputs = processor([prompt], images=[[image]])
+    new = model.generate(**inputs, max_new_tokens=kw.pop("max_new_tokens", 32), **kw)
+    return processor.decode(new[0], skip_special_tokens=False)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
+def main(cfg: DictConfig) -> None:
+    torch.manual_seed(cfg.seed)
+    if not Path(cfg.image).is_file():
+        raise SystemExit(f"qwenvl-predict: image not found: {cfg.image}")
+    model, processor = load(cfg)
+    model.eval()
+    image = processor.load_image(cfg.image)
+    prompt = processor.build_prompt(cfg.prompt, 1, task=cfg.task, fmt=cfg.format, lang=cfg.lang)
+    answer = predict(
+        model, processor, image, prompt, max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample
+    )
+    # A grounding prompt ends inside `<ref>..</ref><box>`: parse it together with the answer.
+    found = boxes.parse(prompt.split("\n")[-1] + answer if cfg.task == "grounding" else answer)
+    print(f"prompt: {prompt!r}\nanswer: {answer!r}")
+    if found:
+        draw_groundings(image, found).save(cfg.out)
+        print(f"{len(found)} box(es) drawn on {cfg.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Data layer: the Sample contract, sources, templates, collation."""

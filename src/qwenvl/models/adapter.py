@@ -1,0 +1,127 @@
+"""Vision-language adapters: patch features [B, P, D_enc] -> LLM input embeddings [B, Q, D_llm].
+
+`Resampler` is Qwen-VL's position-aware adapter: one cross-attention layer in which Q learnable
+queries attend to all patches, compressing any number of patches to Q tokens. `MLPProjector` is
+the LLaVA-style baseline (no compression, Q = P) that ablations compare against.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from qwenvl.models.posembed import resize_grid, sincos_2d
+
+
+@dataclass
+class ResamplerConfig:
+    """Position-aware cross-attention adapter. `kv_width`/`width` are filled in from encoder and LLM."""
+
+    num_queries: int = 256  # a square number: the queries form a sqrt(Q) x sqrt(Q) grid
+    heads: int | None = None  # None = width // 128, as Qwen-VL does (32 heads at 4096)
+    pos_embed: Literal["sincos2d", "none"] = "sincos2d"
+    ln_eps: float = 1e-6
+    kv_width: int | None = None  # encoder width
+    width: int | None = None  # LLM hidden size
+
+    def __post_init__(self) -> None:
+        if math.isqrt(self.num_queries) ** 2 != self.num_queries:
+            raise ValueError(
+                f"adapter.num_queries must be a square number (a query grid), got {self.num_queries}"
+            )
+        if self.pos_embed not in ("sincos2d", "none"):
+            raise ValueError(f"adapter.pos_embed must be 'sincos2d' or 'none', got {self.pos_embed!r}")
+
+
+@dataclass
+class MLPConfig:
+    """LLaVA-style two-layer projector; one output token per patch."""
+
+    hidden: int | None = None  # None = the LLM width
+    kv_width: int | None = None
+    width: int | None = None
+
+
+class Resampler(nn.Module):
+    """x [B, P, kv_width] -> [B, Q, width].
+
+    kv = ln_kv(kv_proj(x)); out = attn(ln_q(query) + pos_q, kv + pos_k, kv); ln_post; @ proj.
+    pos_q is a fixed 2D sin-cos table on the query grid; pos_k is that table bicubically resized to
+    the patch grid (Qwen-VL's `get_abs_pos`), so a query and the patches under it share a position
+    code at any resolution. Values carry no position term.
+    """
+
+    def __init__(self, config: ResamplerConfig):
+        super().__init__()
+        c = config
+        if c.kv_width is None or c.width is None:
+            raise ValueError("ResamplerConfig needs kv_width (encoder width) and width (LLM hidden size)")
+        heads = c.heads or max(1, c.width // 128)
+        if c.width % heads:
+            raise ValueError(f"adapter width {c.width} is not divisible by {heads} heads")
+        self.config, self.grid = c, math.isqrt(c.num_queries)
+        self.query = nn.Parameter(torch.empty(c.num_queries, c.width))
+        nn.init.trunc_normal_(self.query, std=0.02)
+        table = sincos_2d(c.width, self.grid, self.grid) if c.pos_embed == "sincos2d" else None
+        self.register_buffer("pos_embed", table, persistent=False)  # fixed: rebuilt, never learned
+        self.kv_proj = nn.Linear(c.kv_width, c.width, bias=False) if c.kv_width != c.width else nn.Identity()
+        self.attn = nn.MultiheadAttention(c.width, heads, batch_first=True)
+        self.ln_q = nn.LayerNorm(c.width, eps=c.ln_eps)
+        self.ln_kv = nn.LayerNorm(c.width, eps=c.ln_eps)
+        self.ln_post = nn.LayerNorm(c.width, eps=c.ln_eps)
+        self.proj = nn.Parameter(c.width**-0.5 * torch.randn(c.width, c.width))
+
+    def num_tokens(self, num_patches: int) -> int:
+        return self.config.num_queries
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kv = self.ln_kv(self.kv_proj(x))  # (B, P, W)
+        q = self.ln_q(self.query).unsqueeze(0).expand(x.shape[0], -1, -1)  # (B, Q, W)
+        keys = kv
+        if self.pos_embed is not None:
+            side = math.isqrt(x.shape[1])
+            if side * side != x.shape[1]:
+                raise ValueError(f"resampler expects a square patch grid, got {x.shape[1]} patches")
+            q = q + self.pos_embed.to(q.dtype)
+            keys = kv + resize_grid(self.pos_embed, (self.grid, self.grid), (side, side)).to(kv.dtype)
+        out, _ = self.attn(q, keys, kv, need_weights=False)
+        return self.ln_post(out) @ self.proj
+
+
+class MLPProjector(nn.Module):
+    """x [B, P, kv_width] -> [B, P, width] through Linear-GELU-Linear."""
+
+    def __init__(self, config: MLPConfig):
+        super().__init__()
+        if config.kv_width is None or config.width is None:
+            raise ValueError("MLPConfig needs kv_width (encoder width) and width (LLM hidden size)")
+        hidden = config.hidden or config.width
+        self.config = config
+        self.net = nn.Sequential(
+            nn.Linear(config.kv_width, hidden), nn.GELU(), nn.Linear(hidden, config.width)
+        )
+
+    def num_tokens(self, num_patches: int) -> int:
+        return num_patches
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+ADAPTERS = {"resampler": (ResamplerConfig, Resampler), "mlp": (MLPConfig, MLPProjector)}
+
+
+def adapter_type(config) -> str:
+    """The registry name of an adapter config instance."""
+    for name, (cfg_cls, _) in ADAPTERS.items():
+        if isinstance(config, cfg_cls):
+            return name
+    raise TypeError(f"unknown adapter config {type(config).__name__}; known: {sorted(ADAPTERS)}")
+
+
+def build_adapter(config) -> nn.Module:
+    return ADAPTERS[adapter_type(config)][1](config)

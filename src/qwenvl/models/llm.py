@@ -1,0 +1,60 @@
+"""The language model: transformers' Qwen2ForCausalLM, built from a config or a local checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+
+@dataclass
+class LLMConfig:
+    """Qwen2-architecture decoder. Defaults are `tiny`; see conf/llm/*.yaml for real sizes."""
+
+    vocab_size: int | None = None  # None = the tokenizer's size rounded up to a multiple of 64
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 4  # == heads is plain multi-head attention (Qwen-7B); fewer is GQA (Qwen2)
+    intermediate_size: int = 344
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    max_position_embeddings: int = 8192
+    tie_word_embeddings: bool = False  # Qwen-7B: untied
+    attn_implementation: str = "sdpa"  # "eager" for debugging, "flash_attention_2" where installed
+    pretrained: str | None = None  # a local HF checkpoint directory; nothing is fetched
+
+    def to_hf(self, vocab_size: int) -> Qwen2Config:
+        return Qwen2Config(
+            vocab_size=vocab_size,
+            hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.layers,
+            num_attention_heads=self.heads,
+            num_key_value_heads=self.kv_heads,
+            rms_norm_eps=self.rms_norm_eps,
+            rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta},
+            max_position_embeddings=self.max_position_embeddings,
+            tie_word_embeddings=self.tie_word_embeddings,
+            use_sliding_window=False,
+        )
+
+
+def build_llm(config: LLMConfig, vocab_size: int) -> Qwen2ForCausalLM:
+    """A Qwen2ForCausalLM with `vocab_size` rows, random or from `config.pretrained` (local only)."""
+    if config.pretrained:
+        path = Path(config.pretrained)
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"llm.pretrained={path}: no config.json there (a local HF checkpoint dir)"
+            )
+        model = Qwen2ForCausalLM.from_pretrained(
+            path, local_files_only=True, attn_implementation=config.attn_implementation, use_safetensors=None
+        )
+        if model.get_input_embeddings().num_embeddings < vocab_size:
+            model.resize_token_embeddings(vocab_size)
+        return model
+    hf = config.to_hf(vocab_size)
+    hf._attn_implementation = config.attn_implementation
+    return Qwen2ForCausalLM(hf)

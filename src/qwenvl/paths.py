@@ -1,0 +1,6 @@
+"""Where the Hydra configs live: the repository's top-level `conf/` (editable installs)."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = ROOT / "conf"

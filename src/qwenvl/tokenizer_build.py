@@ -1,0 +1,85 @@
+"""Build the default tokenizer: a byte-level BPE trained on the project's own bilingual text.
+
+    python -m qwenvl.tokenizer_build            # rewrites src/qwenvl/assets/tokenizer.json
+
+The corpus is generated here from fixed word lists (shapes, colours, positions, digits, the task
+prompts, ChatML scaffolding, English and Chinese), so the result is deterministic and needs no
+download. Byte-level BPE covers every string, so any text still round-trips exactly; the merges
+only make the project's own vocabulary short.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import string
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from qwenvl.tokenizer import DEFAULT_FILE, SPECIAL_TOKENS
+
+VOCAB_SIZE = 4096  # small enough for a tiny CPU model's embedding, large enough for whole words
+
+_EN_COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black", "grey", "pink"]
+_ZH_COLOURS = ["红色", "绿色", "蓝色", "黄色", "紫色", "橙色", "白色", "黑色", "灰色", "粉色"]
+_EN_SHAPES = ["circle", "square", "triangle", "star", "cross", "rectangle", "diamond", "heart"]
+_ZH_SHAPES = ["圆形", "正方形", "三角形", "星形", "十字形", "长方形", "菱形", "心形"]
+_EN_WORDS = (
+    "a an the and of in on at to is are was there what which where how many picture image left right "
+    "above below top bottom middle next changed turned removed added more fewer same different yes no "
+    "answer question caption generate english chinese grounding text read says you helpful assistant "
+    "user system object objects shape shapes colour color count number one two three four five six "
+    "seven eight nine ten zero has have with without between first second describe please this that"
+).split()
+_ZH_WORDS = (
+    "一个 两个 三个 四个 图片 图中 左边 右边 上面 下面 中间 是 有 的 和 什么 哪个 多少 颜色 形状 文字 "
+    "答案 问题 描述 生成 用中文 带定位 变成了 被移除 更多 相同 不同 对 不对 你好 助手 第一张 第二张"
+).split()
+
+
+def corpus(n_lines: int = 20000, seed: int = 0) -> list[str]:
+    """Deterministic bilingual training text for the BPE."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n_lines):
+        c, s = rng.randrange(len(_EN_COLOURS)), rng.randrange(len(_EN_SHAPES))
+        code = "".join(rng.choice(string.ascii_uppercase + string.digits) for _ in range(rng.randint(3, 6)))
+        x1, y1 = rng.randrange(0, 900), rng.randrange(0, 900)
+        box = f"({x1},{y1}),({x1 + rng.randrange(10, 99)},{y1 + rng.randrange(10, 99)})"
+        lines += [
+            f"a {_EN_COLOURS[c]} {_EN_SHAPES[s]} {rng.choice(_EN_WORDS)} {rng.choice(_EN_WORDS)}.",
+            f"一个{_ZH_COLOURS[c]}的{_ZH_SHAPES[s]}{rng.choice(_ZH_WORDS)}{rng.choice(_ZH_WORDS)}。",
+            f"the {_EN_COLOURS[c]} {_EN_SHAPES[s]} {box} {code} {rng.randrange(100)}",
+            " ".join(rng.choice(_EN_WORDS) for _ in range(rng.randint(3, 12))) + "?",
+            "".join(rng.choice(_ZH_WORDS) for _ in range(rng.randint(2, 8))) + "？",
+        ]
+    lines += [f"Picture {i}: " for i in range(1, 10)] * 100
+    lines += ["Generate the caption in English:", "Answer:", "user\n", "assistant\n", "system\n"] * 200
+    lines += [" ".join(p) for p in itertools.product(_EN_COLOURS, _EN_SHAPES)]
+    return lines
+
+
+def build(vocab_size: int = VOCAB_SIZE) -> Tokenizer:
+    """Train the byte-level BPE; special tokens take the first ids."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte: any text round-trips
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus(), trainer=trainer)
+    return tok
+
+
+def main(out: Path = DEFAULT_FILE) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    build().save(str(out))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Pictures people would rather look at than read: boxes drawn on images."""
+
+from __future__ import annotations
+
+from PIL import Image, ImageDraw, ImageFont
+
+from qwenvl.boxes import Grounding, to_pixels
+
+PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
+
+
+def draw_groundings(image: Image.Image, groundings: list[Grounding], scale: float = 1000) -> Image.Image:
+    """A copy of `image` with each normalized box drawn in pixels and labelled with its ref text."""
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=max(10, out.height // 30))
+    line = max(2, out.width // 150)
+    for i, g in enumerate(groundings):
+        colour = PALETTE[i % len(PALETTE)]
+        x1, y1, x2, y2 = to_pixels(g.box, out.width, out.height, scale)
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=line)
+        if g.ref:
+            tx, ty = x1 + line, max(0, y1 - font.size - 2)
+            draw.rectangle(draw.textbbox((tx, ty), g.ref, font=font), fill=colour)
+            draw.text((tx, ty), g.ref, fill="white", font=font)
+    return out

@@ -1,0 +1,72 @@
+import pytest
+
+from qwenvl.tokenizer import SPECIAL_TOKENS, QwenVLTokenizer, escape, split_markup
+from qwenvl.tokenizer_build import build
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return QwenVLTokenizer.default()
+
+
+def test_every_special_token_is_one_id(tok):
+    ids = [tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
+    assert len(set(ids)) == len(SPECIAL_TOKENS)
+    for t, i in zip(SPECIAL_TOKENS, ids, strict=True):
+        assert tok.encode(t) == [i]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a red circle left of two blue squares.",
+        "一个红色的圆形和两个蓝色的正方形。",
+        "mixed 中文 and English, digits 0123 and emoji 🟥",
+        "  leading and trailing spaces \n\t newlines \\ backslashes",
+    ],
+)
+def test_text_round_trips_exactly(tok, text):
+    assert tok.decode(tok.encode(escape(text))) == text
+    assert tok.decode(tok.encode_text(text)) == text
+
+
+@pytest.mark.parametrize("tag", SPECIAL_TOKENS)
+def test_tag_strings_in_text_never_become_special_tokens(tok, tag):
+    specials = {tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    text = f"look: {tag} here {tag}{tag}"
+    ids = tok.encode(escape(text))
+    assert not specials & set(ids)
+    assert tok.decode(ids) == text
+    assert not specials & set(tok.encode_text(text))  # even without escape, plain text is plain
+
+
+def test_markup_structure_survives_around_escaped_text(tok):
+    markup = "<ref>" + escape("the <ref> sign") + "</ref><box>"
+    pieces = split_markup(markup)
+    assert pieces == [("<ref>", True), ("the <ref> sign", False), ("</ref>", True), ("<box>", True)]
+    ids = tok.encode(markup)
+    assert ids.count(tok.convert_tokens_to_ids("<ref>")) == 1
+
+
+def test_escaped_backslash_before_tag_keeps_the_tag(tok):
+    markup = escape("path\\") + "<img></img>"
+    assert split_markup(markup) == [("path\\", False), ("<img>", True), ("</img>", True)]
+
+
+def test_save_and_load_directory(tok, tmp_path):
+    tok.save_pretrained(tmp_path)
+    again = QwenVLTokenizer.from_pretrained(tmp_path)
+    text = "Picture 1: <img></img>\n红色 circle"
+    assert again.encode(text) == tok.encode(text)
+
+
+def test_missing_tokenizer_dir_says_what_is_expected(tmp_path):
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        QwenVLTokenizer.from_pretrained(tmp_path)
+
+
+def test_default_tokenizer_is_reproducible_from_the_build_script(tok):
+    rebuilt = build()
+    text = "a yellow star above the green triangle 三角形"
+    assert rebuilt.encode(text).ids == tok.encode_text(text)
+    assert rebuilt.get_vocab_size() == tok.vocab_size
