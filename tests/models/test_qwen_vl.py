@@ -54,9 +54,12 @@ def test_loss_ignores_minus_100_labels(model, proc):
     labels = inputs["input_ids"].clone()
     labels[:, :-3] = -100
     out = model(**inputs, labels=labels)
-    logits = out.logits[0, -4:-1]
+    with torch.no_grad():
+        logits = model(**inputs).logits[0, -4:-1]  # full logits, computed without labels
     expected = torch.nn.functional.cross_entropy(logits, inputs["input_ids"][0, -3:])
     assert torch.allclose(out.loss, expected, atol=1e-5)
+    assert out.token_loss.shape == (1, labels.shape[1] - 1)
+    assert int((out.token_loss != 0).sum()) == 3
 
 
 @pytest.mark.parametrize("tied", [False, True])

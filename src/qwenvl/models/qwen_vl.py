@@ -11,10 +11,11 @@ embeds: [ ...text... | adapter(encoder(image)) (Q rows) | ...text... ]  -> Qwen2
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -25,6 +26,14 @@ from qwenvl.models.llm import LLMConfig, build_llm
 from qwenvl.tokenizer import IMG_PAD, QwenVLTokenizer
 
 WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class QwenVLOutput:
+    """Training output: mean loss and per-position loss [B, T-1] (0 where the label is -100)."""
+
+    loss: torch.Tensor
+    token_loss: torch.Tensor
 
 
 class QwenVLModel(nn.Module):
@@ -107,15 +116,28 @@ class QwenVLModel(nn.Module):
         position_ids: torch.Tensor | None = None,
         **kwargs,
     ):
-        """Causal-LM output of the LLM; `.loss` is the mean next-token loss over labels != -100."""
+        """Without labels: the LLM's causal-LM output (`.logits` [B, T, V]).
+
+        With labels [B, T] (-100 ignored): a `QwenVLOutput` whose `.loss` is the mean next-token
+        loss and `.token_loss` [B, T-1] the loss of each predicted position (0 where ignored). The
+        LM head runs only on supervised positions: image pads and prompts are most of a sequence,
+        and at a 151,936-word vocabulary their logits would dominate time and memory.
+        """
         embeds = self.embed(input_ids, pixel_values)
-        return self.llm(
-            inputs_embeds=embeds,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            labels=labels,
-            **kwargs,
-        )
+        if labels is None:
+            return self.llm(
+                inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, **kwargs
+            )
+        hidden = self.llm.model(
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        target = labels[:, 1:]
+        keep = target != -100  # (B, T-1)
+        logits = self.llm.lm_head(hidden[:, :-1][keep]).float()  # (N_supervised, V)
+        token_loss = torch.zeros(target.shape, dtype=logits.dtype, device=logits.device)
+        token_loss[keep] = F.cross_entropy(logits, target[keep], reduction="none")
+        loss = token_loss.sum() / keep.sum().clamp(min=1)
+        return QwenVLOutput(loss=loss, token_loss=token_loss)
 
     @torch.no_grad()
     def generate(

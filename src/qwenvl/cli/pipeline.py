@@ -1,0 +1,94 @@
+"""qwenvl-pipeline: stage 1 -> 2 -> 3 on one config, each stage starting from the last, then a summary.
+
+    qwenvl-pipeline                                   # tiny model, synthetic world, CPU
+    qwenvl-pipeline adapter.num_queries=64 steps.multitask=400
+    qwenvl-pipeline logger=csv                        # without W&B
+
+Overrides apply to every stage. Each stage writes into `<run dir>/<n>_<stage>/`; the summary
+(train loss at the start and end of each stage, validation loss per task) is printed and written
+to `<run dir>/summary.md` and `summary.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import hydra
+from hydra import compose
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from qwenvl.cli.train import train
+from qwenvl.paths import CONF_DIR
+
+log = logging.getLogger(__name__)
+PIPELINE_KEYS = ("stages", "steps", "hydra", "out_dir")
+
+
+def stage_overrides(cfg: DictConfig, user: list[str], i: int, stage: str, init_from: str | None) -> list[str]:
+    keep = [o for o in user if not o.lstrip("+~").split("=")[0].split(".")[0] in PIPELINE_KEYS]
+    out = [
+        *keep,
+        f"stage={stage}",
+        f"max_steps={cfg.steps[stage]}",
+        f"paths.output_dir={cfg.out_dir}/{i}_{stage}",
+    ]
+    if init_from:
+        out.append(f"stage.init_from={init_from}")
+    return out
+
+
+def summarize(results: list[tuple[str, dict]]) -> str:
+    """A Markdown table: one row per stage."""
+    tasks = sorted({k.removeprefix("val/loss_") for _, m in results for k in m if k.startswith("val/loss_")})
+    head = [
+        "stage",
+        "steps",
+        "train loss start",
+        "train loss end",
+        "val loss",
+        *[f"val {t}" for t in tasks],
+        "min",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stage, m in results:
+        cells = [
+            stage,
+            str(m.get("steps", "")),
+            *(_f(m.get(k)) for k in ("train/loss_first", "train/loss_last")),
+        ]
+        cells += [_f(m.get("val/loss")), *(_f(m.get(f"val/loss_{t}")) for t in tasks), _f(m.get("minutes"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _f(v) -> str:
+    return "—" if v is None else f"{v:.3f}"
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="pipeline")
+def main(cfg: DictConfig) -> None:
+    user = list(HydraConfig.get().overrides.task)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[tuple[str, dict]] = []
+    init_from = None
+    for i, stage in enumerate(cfg.stages, start=1):
+        stage_cfg = compose(config_name="train", overrides=stage_overrides(cfg, user, i, stage, init_from))
+        log.info("stage %d/%d: %s for %d steps", i, len(cfg.stages), stage, stage_cfg.max_steps)
+        t0 = time.perf_counter()
+        metrics = train(stage_cfg)
+        metrics.update(steps=stage_cfg.max_steps, minutes=(time.perf_counter() - t0) / 60)
+        results.append((stage, metrics))
+        init_from = metrics["checkpoint"]
+    table = summarize(results)
+    (out / "summary.md").write_text(table + "\n")
+    (out / "summary.json").write_text(json.dumps(dict(results), indent=2))
+    print(f"\n{table}\n\nrun directory: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""qwenvl-train: one training stage, composed from Hydra config groups.
+
+qwenvl-train                                              # stage 1 on the synthetic world, CPU
+qwenvl-train stage=multitask stage.init_from=runs/.../checkpoints/last.ckpt max_steps=200
+qwenvl-train ckpt_path=last hydra.run.dir=runs/my_run      # resume that run exactly
+qwenvl-train -m adapter.num_queries=64,144,256             # a sweep
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from qwenvl.paths import CONF_DIR
+from qwenvl.training.callbacks import LossHistory
+from qwenvl.training.module import QwenVLLitModule
+
+log = logging.getLogger(__name__)
+
+
+def _container(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Trainer]:
+    """Module, data and trainer from a composed config. Fails before any work on a bad config."""
+    module = QwenVLLitModule(
+        encoder=_container(cfg.encoder),
+        adapter=_container(cfg.adapter),
+        llm=_container(cfg.llm),
+        stage=_container(cfg.stage),
+        tokenizer=cfg.tokenizer,
+        max_steps=cfg.max_steps,
+    )
+    datamodule = instantiate(cfg.data, processor=module.processor)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [LossHistory()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return module, datamodule, trainer
+
+
+def _resolve_ckpt(cfg: DictConfig) -> str | None:
+    if cfg.ckpt_path == "last":
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None  # nothing to resume: start fresh
+    return cfg.ckpt_path
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one stage; returns the final logged metrics (floats), for sweepers and the pipeline."""
+    L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision("high")
+    module, datamodule, trainer = build(cfg)
+    log.info("trainable parameters per part: %s", module.trainable_counts)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt(cfg))
+    finally:
+        _finish_wandb()  # a multirun must not fold its jobs into one W&B run
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    history = next(c for c in trainer.callbacks if isinstance(c, LossHistory))
+    metrics.update(history.summary())
+    metrics["checkpoint"] = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    return metrics
+
+
+def _finish_wandb() -> None:
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    except ImportError:
+        pass
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    return metrics.get("val/loss")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""QwenVLDataModule: datasets from config -> guarded, collated DataLoaders for one stage."""
+
+from __future__ import annotations
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from qwenvl.data.collate import Collator
+from qwenvl.data.robust import Guarded
+from qwenvl.processor import QwenVLProcessor
+
+
+class QwenVLDataModule(L.LightningDataModule):
+    """`train`/`val` are Datasets of Samples (built by Hydra from `conf/data/*.yaml`).
+
+    The processor is injected by the training entry point, because image size and tokens per
+    image belong to the model. Batches are padded, or packed to `max_seq_len` with `pack=True`.
+    """
+
+    def __init__(
+        self,
+        train: Dataset,
+        val: Dataset | None = None,
+        processor: QwenVLProcessor | None = None,
+        fmt: str = "plain",
+        batch_size: int = 8,
+        num_workers: int = 0,
+        max_seq_len: int = 2048,
+        pack: bool = False,
+        on_error: str = "skip",
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.train_set, self.val_set, self.processor = train, val, processor
+        self.fmt, self.batch_size, self.num_workers = fmt, batch_size, num_workers
+        self.max_seq_len, self.pack, self.on_error, self.seed = max_seq_len, pack, on_error, seed
+
+    def collator(self, pack: bool | None = None) -> Collator:
+        if self.processor is None:
+            raise ValueError(
+                "QwenVLDataModule needs a processor (the training entry point passes the model's)"
+            )
+        return Collator(self.processor, self.fmt, self.max_seq_len, self.pack if pack is None else pack)
+
+    def _loader(self, dataset: Dataset, shuffle: bool, pack: bool | None = None) -> DataLoader:
+        collator = self.collator(pack)
+        guarded = Guarded(dataset, collator.encode, self.on_error)
+        return DataLoader(
+            guarded,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collator,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        if self.val_set is None:
+            return []
+        return self._loader(self.val_set, shuffle=False, pack=False)  # per-sample losses need padding

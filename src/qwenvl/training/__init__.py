@@ -1,0 +1,1 @@
+"""Training: the LightningModule, stage freezing rules, optimizer and schedule."""

@@ -1,0 +1,25 @@
+"""Small callbacks: the training-loss curve a pipeline summary needs, and SIGTERM handling."""
+
+from __future__ import annotations
+
+import lightning as L
+
+
+class LossHistory(L.Callback):
+    """Keeps every training loss, so a run can report how far its loss fell."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            self.losses.append(float(loss.detach()))
+
+    def summary(self, window: int = 10) -> dict[str, float]:
+        """Mean of the first and the last `window` losses (noise-robust start and end points)."""
+        if not self.losses:
+            return {}
+        w = max(1, min(window, len(self.losses) // 2 or 1))
+        first, last = self.losses[:w], self.losses[-w:]
+        return {"train/loss_first": sum(first) / len(first), "train/loss_last": sum(last) / len(last)}

@@ -1,0 +1,91 @@
+"""QwenVLLitModule: one training stage of a QwenVLModel as a LightningModule.
+
+The model is composed from the `encoder`/`adapter`/`llm` config groups; the stage declares which
+parts learn (see stages.py). Validation reports the loss overall and per task.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+
+from qwenvl.models.qwen_vl import QwenVLModel
+from qwenvl.processor import QwenVLProcessor
+from qwenvl.tokenizer import QwenVLTokenizer
+from qwenvl.training import init_from
+from qwenvl.training.optim import build_optimizer
+from qwenvl.training.stages import StageConfig, apply_freezing
+
+
+class QwenVLLitModule(L.LightningModule):
+    def __init__(
+        self,
+        encoder: dict,
+        adapter: dict,
+        llm: dict,
+        stage: dict,
+        tokenizer: str | None = None,
+        max_steps: int = 100,
+    ):
+        super().__init__()
+        # Plain containers only, so checkpoints load with torch.load(weights_only=True).
+        self.save_hyperparameters()
+        self.stage = StageConfig(**{k: v for k, v in stage.items() if k != "_target_"})
+        self.tokenizer = (
+            QwenVLTokenizer.from_pretrained(tokenizer) if tokenizer else QwenVLTokenizer.default()
+        )
+        enc = instantiate(encoder)
+        enc.image_size = self.stage.image_size  # the stage sets the resolution
+        self.model = QwenVLModel.from_config(enc, instantiate(adapter), instantiate(llm), self.tokenizer)
+        if self.stage.init_from:
+            init_from.load_into(self.model, self.stage.init_from)
+        self.trainable_counts = apply_freezing(self.model, self.stage)
+        self.processor = QwenVLProcessor.from_model(self.model, self.tokenizer)
+        self.max_steps = max_steps
+
+    def forward(self, batch: dict):
+        keys = ("input_ids", "attention_mask", "pixel_values", "labels", "position_ids")
+        return self.model(**{k: batch[k] for k in keys if k in batch})
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self(batch).loss
+        n = len(batch["tasks"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
+        if "packing_efficiency" in batch:
+            self.log("train/packing_efficiency", batch["packing_efficiency"], batch_size=n)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self(batch)
+        per_sample = sample_losses(
+            out.token_loss, batch["labels"], batch["sample_index"], len(batch["tasks"])
+        )
+        by_task = defaultdict(list)
+        for task, value in zip(batch["tasks"], per_sample, strict=True):
+            by_task[task].append(value)
+        n = len(batch["tasks"])
+        self.log("val/loss", out.loss, prog_bar=True, batch_size=n, sync_dist=True)
+        for task, values in by_task.items():
+            self.log(f"val/loss_{task}", torch.stack(values).mean(), batch_size=len(values), sync_dist=True)
+
+    def configure_optimizers(self):
+        s = self.stage
+        opt, sched = build_optimizer(
+            self.model, s.lr, s.weight_decay, s.betas, s.warmup_steps, self.max_steps, s.min_lr_ratio
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def sample_losses(
+    token_loss: torch.Tensor, labels: torch.Tensor, owner: torch.Tensor, n: int
+) -> torch.Tensor:
+    """Mean next-token loss of each sample [n], from per-position losses [B, T-1] and labels/owners [B, T]."""
+    valid = (labels[:, 1:] != -100) & (owner[:, 1:] >= 0)
+    idx = owner[:, 1:][valid]
+    total = torch.zeros(n, device=token_loss.device).index_add_(0, idx, token_loss[valid].float())
+    count = torch.zeros(n, device=token_loss.device).index_add_(0, idx, torch.ones_like(total[idx]))
+    return total / count.clamp(min=1)

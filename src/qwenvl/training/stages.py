@@ -1,0 +1,53 @@
+"""Qwen-VL's three training stages: which parts learn, at what resolution, in which prompt format.
+
+| stage     | trained           | frozen  | px  | format |
+|-----------|-------------------|---------|-----|--------|
+| pretrain  | encoder + adapter | LLM     | 224 | plain  |
+| multitask | everything        | -       | 448 | plain  |
+| sft       | adapter + LLM     | encoder | 448 | chatml |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+PARTS = ("encoder", "adapter", "llm")
+
+
+@dataclass
+class StageConfig:
+    """One stage. `trainable` declares per part whether it learns (frozen parts get no grads, no state)."""
+
+    name: str = "pretrain"
+    trainable: dict[str, bool] = field(
+        default_factory=lambda: {"encoder": True, "adapter": True, "llm": False}
+    )
+    image_size: int = 224
+    fmt: str = "plain"
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 10
+    init_from: str | None = None  # the previous stage's checkpoint (.ckpt or save_pretrained dir)
+    tasks: list[str] | None = None  # the synthetic world's task mix for this stage (None = all)
+    task_weights: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.trainable) - set(PARTS)
+        if unknown:
+            raise ValueError(f"stage.trainable has unknown parts {sorted(unknown)}; parts are {PARTS}")
+        self.trainable = {p: bool(self.trainable.get(p, True)) for p in PARTS}
+        self.betas = tuple(self.betas)
+
+
+def apply_freezing(model: nn.Module, stage: StageConfig) -> dict[str, int]:
+    """Set requires_grad per part (and eval mode on frozen parts). Returns trainable counts per part."""
+    counts = {}
+    for part in PARTS:
+        module: nn.Module = getattr(model, part)
+        module.requires_grad_(stage.trainable[part])
+        counts[part] = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return counts
