@@ -29,7 +29,7 @@ PIPELINE_KEYS = ("stages", "steps", "hydra", "out_dir")
 
 
 def stage_overrides(cfg: DictConfig, user: list[str], i: int, stage: str, init_from: str | None) -> list[str]:
-    keep = [o for o in user if not o.lstrip("+~").split("=")[0].split(".")[0] in PIPELINE_KEYS]
+    keep = [o for o in user if o.lstrip("+~").split("=")[0].split(".")[0] not in PIPELINE_KEYS]
     out = [
         *keep,
         f"stage={stage}",
@@ -77,7 +77,7 @@ def main(cfg: DictConfig) -> None:
     results: list[tuple[str, dict]] = []
     init_from = None
     for i, stage in enumerate(cfg.stages, start=1):
-        stage_cfg = compose(config_name="train", overrides=stage_overrides(cfg, user, i, stage, init_from))
+        stage_cfg = compose(config_name="pipeline", overrides=stage_overrides(cfg, user, i, stage, init_from))
         log.info("stage %d/%d: %s for %d steps", i, len(cfg.stages), stage, stage_cfg.max_steps)
         t0 = time.perf_counter()
         metrics = train(stage_cfg)

@@ -59,7 +59,7 @@ class Collator:
         return Encoded(ids, labels, pixels, sample.task)
 
     def _truncate(self, ids: list[int], labels: list[int]) -> tuple[list[int], list[int], int]:
-        """Cut to max_seq_len, backing off to before an `<img>` whose span would be cut. Returns kept images."""
+        """Cut to max_seq_len, backing off before an `<img>` whose span would be cut. Returns kept images."""
         cut = len(ids)
         if cut > self.max_seq_len:
             cut = self.max_seq_len

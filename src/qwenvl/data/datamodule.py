@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from qwenvl.data.collate import Collator
 from qwenvl.data.robust import Guarded
+from qwenvl.data.sample import Message, Sample
 from qwenvl.processor import QwenVLProcessor
 
 
@@ -29,11 +30,13 @@ class QwenVLDataModule(L.LightningDataModule):
         pack: bool = False,
         on_error: str = "skip",
         seed: int = 0,
+        text_only: bool = False,
     ):
         super().__init__()
         self.train_set, self.val_set, self.processor = train, val, processor
         self.fmt, self.batch_size, self.num_workers = fmt, batch_size, num_workers
         self.max_seq_len, self.pack, self.on_error, self.seed = max_seq_len, pack, on_error, seed
+        self.text_only = text_only
 
     def collator(self, pack: bool | None = None) -> Collator:
         if self.processor is None:
@@ -44,7 +47,8 @@ class QwenVLDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: Dataset, shuffle: bool, pack: bool | None = None) -> DataLoader:
         collator = self.collator(pack)
-        guarded = Guarded(dataset, collator.encode, self.on_error)
+        encode = (lambda s: collator.encode(without_images(s))) if self.text_only else collator.encode
+        guarded = Guarded(dataset, encode, self.on_error)
         return DataLoader(
             guarded,
             batch_size=self.batch_size,
@@ -61,3 +65,11 @@ class QwenVLDataModule(L.LightningDataModule):
         if self.val_set is None:
             return []
         return self._loader(self.val_set, shuffle=False, pack=False)  # per-sample losses need padding
+
+
+def without_images(sample: Sample) -> Sample:
+    """The same sample with its pictures removed: text for warming up a randomly initialized LLM."""
+    messages = [Message(m.role, m.content, 0) for m in sample.messages]
+    return Sample(
+        sample.task, messages, [], sample.answers, sample.boxes, sample.lang, sample.id, sample.meta
+    )

@@ -22,7 +22,7 @@ from qwenvl.models.weights import load_state_dict
 
 @dataclass
 class EncoderConfig:
-    """An open_clip ViT. Defaults are `tiny`; see conf/encoder/*.yaml for real sizes."""
+    """An open_clip ViT. Defaults are a small CPU-sized ViT; see conf/encoder/*.yaml for real sizes."""
 
     image_size: int = 224  # pixels, square; the patch grid is image_size // patch_size
     patch_size: int = 14

@@ -5,6 +5,10 @@
 | pretrain  | encoder + adapter | LLM     | 224 | plain  |
 | multitask | everything        | -       | 448 | plain  |
 | sft       | adapter + LLM     | encoder | 448 | chatml |
+
+Qwen-VL starts from a pretrained LLM. The embedded default has none (nothing is downloaded), so
+its pipeline first runs `lm`: the LLM alone on the synthetic world's text, images dropped. With
+a real `llm.pretrained`, leave it out of `stages`.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class StageConfig:
     init_from: str | None = None  # the previous stage's checkpoint (.ckpt or save_pretrained dir)
     tasks: list[str] | None = None  # the synthetic world's task mix for this stage (None = all)
     task_weights: list[float] | None = None
+    text_only: bool = False  # drop images (the `lm` warm-up of a randomly initialized LLM)
 
     def __post_init__(self) -> None:
         unknown = set(self.trainable) - set(PARTS)

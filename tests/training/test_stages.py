@@ -1,0 +1,80 @@
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from qwenvl.cli.train import build, train
+from qwenvl.paths import CONF_DIR
+from qwenvl.training.module import QwenVLLitModule
+
+EXPECTED = {
+    "pretrain": {"encoder": True, "adapter": True, "llm": False},
+    "multitask": {"encoder": True, "adapter": True, "llm": True},
+    "sft": {"encoder": False, "adapter": True, "llm": True},
+}
+
+
+def _cfg(tmp_path, *overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(
+            config_name="train",
+            overrides=[
+                "logger=none",
+                "callbacks=none",
+                f"paths.output_dir={tmp_path}",
+                "data.batch_size=2",
+                "data.val.size=4",
+                "adapter.num_queries=16",
+                *overrides,
+            ],
+        )
+
+
+@pytest.mark.parametrize("stage", list(EXPECTED))
+def test_freezing_rules_give_grads_and_optimizer_state_only_to_trained_parts(tmp_path, stage):
+    module, datamodule, _ = build(_cfg(tmp_path, f"stage={stage}", "stage.image_size=224"))
+    batch = next(iter(datamodule.train_dataloader()))
+    module.training_step.__func__  # noqa: B018  (exists)
+    loss = module(batch).loss
+    loss.backward()
+    opt = module.configure_optimizers()["optimizer"]
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    for part, trained in EXPECTED[stage].items():
+        params = list(getattr(module.model, part).parameters())
+        assert all(p.requires_grad == trained for p in params), part
+        assert all((p.grad is not None) == trained for p in params), part
+        assert all((id(p) in in_opt) == trained for p in params), part
+
+
+def test_no_weight_decay_on_norms_biases_embeddings_and_queries(tmp_path):
+    module, _, _ = build(_cfg(tmp_path, "stage=multitask", "stage.image_size=224"))
+    opt = module.configure_optimizers()["optimizer"]
+    names = {id(p): n for n, p in module.model.named_parameters()}
+    no_decay = [names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]]
+    decay = [names[id(p)] for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]]
+    assert any("embed_tokens" in n for n in no_decay) and any(n.endswith("query") for n in no_decay)
+    assert any("norm" in n for n in no_decay) and any(n.endswith("bias") for n in no_decay)
+    assert all(not n.endswith("bias") and "embed_tokens" not in n for n in decay)
+
+
+@pytest.mark.parametrize("stage", list(EXPECTED))
+def test_each_stage_runs_a_few_steps(tmp_path, stage):
+    metrics = train(
+        _cfg(tmp_path, f"stage={stage}", "max_steps=2", "stage.image_size=224", "callbacks=default")
+    )
+    assert metrics["val/loss"] > 0 and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_init_from_across_a_resolution_change(tmp_path):
+    first = train(_cfg(tmp_path / "s1", "stage=pretrain", "max_steps=1", "callbacks=default"))
+    ckpt = torch.load(
+        first["checkpoint"], weights_only=True, map_location="cpu"
+    )  # loads without unpickling code
+    pos224 = ckpt["state_dict"]["model.encoder.positional_embedding"]
+    assert pos224.shape[0] == 16 * 16
+    cfg = _cfg(tmp_path / "s2", "stage=multitask", f"stage.init_from={first['checkpoint']}")
+    module = QwenVLLitModule(**{k: cfg[k] for k in ("encoder", "adapter", "llm", "stage")})
+    pos448 = module.model.encoder.positional_embedding
+    assert pos448.shape[0] == 32 * 32
+    assert torch.allclose(pos448.mean(), pos224.mean(), atol=0.05)
+    llm_before = ckpt["state_dict"]["model.llm.model.embed_tokens.weight"]
+    assert torch.equal(module.model.llm.model.embed_tokens.weight, llm_before)
