@@ -18,7 +18,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from qwenvl.paths import CONF_DIR
-from qwenvl.training.callbacks import LossHistory
+from qwenvl.training.callbacks import LossHistory, PreemptionCheckpoint
+from qwenvl.training.checkpoint_io import AtomicCheckpointIO
 from qwenvl.training.module import QwenVLLitModule
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,12 @@ def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Tr
         max_steps=cfg.max_steps,
     )
     datamodule = instantiate(cfg.data, processor=module.processor)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [LossHistory()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks += [LossHistory(), PreemptionCheckpoint(Path(cfg.paths.output_dir) / "checkpoints")]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
     return module, datamodule, trainer
 
 

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, Dataset
 from qwenvl.data.collate import Collator
 from qwenvl.data.robust import Guarded
 from qwenvl.data.sample import Message, Sample
+from qwenvl.data.sampler import ResumableSampler
 from qwenvl.processor import QwenVLProcessor
 
 
@@ -37,6 +38,7 @@ class QwenVLDataModule(L.LightningDataModule):
         self.fmt, self.batch_size, self.num_workers = fmt, batch_size, num_workers
         self.max_seq_len, self.pack, self.on_error, self.seed = max_seq_len, pack, on_error, seed
         self.text_only = text_only
+        self.train_sampler: ResumableSampler | None = None
 
     def collator(self, pack: bool | None = None) -> Collator:
         if self.processor is None:
@@ -49,10 +51,13 @@ class QwenVLDataModule(L.LightningDataModule):
         collator = self.collator(pack)
         encode = (lambda s: collator.encode(without_images(s))) if self.text_only else collator.encode
         guarded = Guarded(dataset, encode, self.on_error)
+        sampler = ResumableSampler(len(guarded), self.seed, shuffle)
+        if shuffle:
+            self.train_sampler = sampler  # the training module fast-forwards it on resume
         return DataLoader(
             guarded,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collator,
             persistent_workers=self.num_workers > 0,

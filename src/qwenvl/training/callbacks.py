@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 
 
@@ -23,3 +25,18 @@ class LossHistory(L.Callback):
         w = max(1, min(window, len(self.losses) // 2 or 1))
         first, last = self.losses[:w], self.losses[-w:]
         return {"train/loss_first": sum(first) / len(first), "train/loss_last": sum(last) / len(last)}
+
+
+class PreemptionCheckpoint(L.Callback):
+    """On SIGTERM (cluster pre-emption), save `last.ckpt` at the end of the current step.
+
+    Lightning notices the signal and stops at the next batch boundary; saving here first means
+    `ckpt_path=last` resumes from the step the job was stopped at, not from the last periodic save.
+    """
+
+    def __init__(self, dirpath: str):
+        self.dirpath = Path(dirpath)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if getattr(trainer, "received_sigterm", False):
+            trainer.save_checkpoint(self.dirpath / "last.ckpt")

@@ -72,6 +72,26 @@ class QwenVLLitModule(L.LightningModule):
         for task, values in by_task.items():
             self.log(f"val/loss_{task}", torch.stack(values).mean(), batch_size=len(values), sync_dist=True)
 
+    # -- exact resume --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["rng"] = {"torch": torch.get_rng_state()}  # a tensor: loads with weights_only=True
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "rng" in checkpoint:
+            torch.set_rng_state(checkpoint["rng"]["torch"])
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+        # Saved at a batch end, where `processed` counts the batches this epoch has consumed.
+        self._resume_batches = progress.get("current", {}).get("processed", 0)
+
+    def on_train_start(self) -> None:
+        # A resumed epoch continues where the interrupted one stopped, not from its first batch.
+        # (Lightning skips on_train_epoch_start when it restarts mid-epoch, so this runs here.)
+        done, self._resume_batches = getattr(self, "_resume_batches", 0), 0
+        sampler = getattr(self.trainer.datamodule, "train_sampler", None)
+        skip = done * getattr(self.trainer.datamodule, "batch_size", 0)
+        if sampler is not None and 0 < skip < len(sampler):  # a checkpoint at an epoch end skips nothing
+            sampler.skip(skip)
+
     def configure_optimizers(self):
         s = self.stage
         opt, sched = build_optimizer(
