@@ -38,6 +38,7 @@ def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Tr
         stage=_container(cfg.stage),
         tokenizer=cfg.tokenizer,
         max_steps=cfg.max_steps,
+        parallel=_container(cfg.get("parallel") or {}),
     )
     datamodule = instantiate(cfg.data, processor=module.processor)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
@@ -52,7 +53,7 @@ def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Tr
 def _resolve_ckpt(cfg: DictConfig) -> str | None:
     if cfg.ckpt_path == "last":
         last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        return str(last) if last.is_file() else None  # nothing to resume: start fresh
+        return str(last) if last.exists() else None  # nothing to resume: start fresh (a dir under FSDP)
     return cfg.ckpt_path
 
 

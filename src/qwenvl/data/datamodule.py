@@ -51,7 +51,7 @@ class QwenVLDataModule(L.LightningDataModule):
         collator = self.collator(pack)
         encode = (lambda s: collator.encode(without_images(s))) if self.text_only else collator.encode
         guarded = Guarded(dataset, encode, self.on_error)
-        sampler = ResumableSampler(len(guarded), self.seed, shuffle)
+        sampler = ResumableSampler(len(guarded), self.seed, shuffle)  # shards across ranks itself
         if shuffle:
             self.train_sampler = sampler  # the training module fast-forwards it on resume
         return DataLoader(

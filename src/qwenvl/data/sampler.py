@@ -1,16 +1,28 @@
-"""A shuffling sampler whose position can be restored, so a resumed run sees exactly the same data."""
+"""A shuffling, rank-sharding sampler whose position can be restored for exact resume."""
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.distributed as dist
 from torch.utils.data import Sampler
 
 
-class ResumableSampler(Sampler[int]):
-    """Epoch `e` visits a permutation drawn from `seed + e`; `skip(n)` starts the next pass n items in.
+def _rank_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
-    Lightning calls `set_epoch` before each epoch; on resume, the training module calls `skip` with
-    the number of samples the interrupted epoch had already consumed.
+
+class ResumableSampler(Sampler[int]):
+    """Epoch `e` visits a permutation drawn from `seed + e`, split across ranks; `skip(n)` starts n in.
+
+    It shards by itself (pad by repetition to a multiple of the world size, then rank r takes every
+    world-th item from r), so the trainers run with `use_distributed_sampler: false`: a wrapping
+    DistributedSampler would freeze the sequence and break `skip`. Lightning calls `set_epoch`
+    before each epoch; on resume the training module calls `skip` with the samples this rank had
+    already consumed in the interrupted epoch.
     """
 
     def __init__(self, size: int, seed: int = 0, shuffle: bool = True):
@@ -24,13 +36,17 @@ class ResumableSampler(Sampler[int]):
         self._skip = n
 
     def __iter__(self):
+        rank, world = _rank_world()
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed + self.epoch)
             order = torch.randperm(self.size, generator=g).tolist()
         else:
             order = list(range(self.size))
+        total = math.ceil(self.size / world) * world
+        order += order[: total - self.size]  # every rank gets the same number of batches
+        mine = order[rank:total:world]
         start, self._skip = self._skip, 0  # a skip applies to one pass only
-        return iter(order[start:])
+        return iter(mine[start:])
 
     def __len__(self) -> int:
-        return self.size
+        return math.ceil(self.size / _rank_world()[1])

@@ -183,6 +183,9 @@ class QwenVLModel(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, dtype: torch.dtype | None = None) -> QwenVLModel:
         """Load a directory written by `save_pretrained` (or by `qwenvl-convert`). Never unpickles."""
+        from qwenvl.models.convert import is_released_dir, load_released  # convert imports this module
+        if is_released_dir(directory):
+            return load_released(directory, dtype)
         directory = Path(directory)
         if not (directory / "config.json").is_file():
             raise FileNotFoundError(f"{directory}: no config.json; expected a directory from save_pretrained")

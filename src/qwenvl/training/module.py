@@ -17,6 +17,7 @@ from qwenvl.processor import QwenVLProcessor
 from qwenvl.tokenizer import QwenVLTokenizer
 from qwenvl.training import init_from
 from qwenvl.training.optim import build_optimizer
+from qwenvl.training.parallel import enable_activation_checkpointing, shard_fsdp2
 from qwenvl.training.stages import StageConfig, apply_freezing
 
 
@@ -29,6 +30,7 @@ class QwenVLLitModule(L.LightningModule):
         stage: dict,
         tokenizer: str | None = None,
         max_steps: int = 100,
+        parallel: dict | None = None,
     ):
         super().__init__()
         # Plain containers only, so checkpoints load with torch.load(weights_only=True).
@@ -45,6 +47,9 @@ class QwenVLLitModule(L.LightningModule):
         self.trainable_counts = apply_freezing(self.model, self.stage)
         self.processor = QwenVLProcessor.from_model(self.model, self.tokenizer)
         self.max_steps = max_steps
+        self.parallel = dict(parallel or {})
+        if self.parallel.get("activation_checkpointing"):
+            enable_activation_checkpointing(self.model)
 
     def forward(self, batch: dict):
         keys = ("input_ids", "attention_mask", "pixel_values", "labels", "position_ids")
@@ -72,6 +77,14 @@ class QwenVLLitModule(L.LightningModule):
         for task, values in by_task.items():
             self.log(f"val/loss_{task}", torch.stack(values).mean(), batch_size=len(values), sync_dist=True)
 
+    def configure_model(self) -> None:
+        """FSDP2 under ModelParallelStrategy: shard each encoder block and LLM layer, then the root."""
+        if self.device_mesh is None:
+            return
+        mesh = self.device_mesh["data_parallel"]
+        units = shard_fsdp2(self.model, mesh, self.parallel.get("param_dtype"))
+        print(f"FSDP2: {units} units sharded over {mesh.size()} ranks (rank {self.global_rank})", flush=True)
+
     # -- exact resume --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng"] = {"torch": torch.get_rng_state()}  # a tensor: loads with weights_only=True
@@ -88,7 +101,7 @@ class QwenVLLitModule(L.LightningModule):
         # (Lightning skips on_train_epoch_start when it restarts mid-epoch, so this runs here.)
         done, self._resume_batches = getattr(self, "_resume_batches", 0), 0
         sampler = getattr(self.trainer.datamodule, "train_sampler", None)
-        skip = done * getattr(self.trainer.datamodule, "batch_size", 0)
+        skip = done * getattr(self.trainer.datamodule, "batch_size", 0)  # per rank: the sampler shards
         if sampler is not None and 0 < skip < len(sampler):  # a checkpoint at an epoch end skips nothing
             sampler.skip(skip)
 
