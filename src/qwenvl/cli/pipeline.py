@@ -25,7 +25,7 @@ from qwenvl.cli.train import train
 from qwenvl.paths import CONF_DIR
 
 log = logging.getLogger(__name__)
-PIPELINE_KEYS = ("stages", "steps", "hydra", "out_dir")
+PIPELINE_KEYS = ("stages", "steps", "hydra", "out_dir", "eval")
 
 
 def stage_overrides(cfg: DictConfig, user: list[str], i: int, stage: str, init_from: str | None) -> list[str]:
@@ -85,9 +85,33 @@ def main(cfg: DictConfig) -> None:
         results.append((stage, metrics))
         init_from = metrics["checkpoint"]
     table = summarize(results)
+    scores = {}
+    if cfg.eval.benchmarks:
+        scores = evaluate_final(init_from, cfg.eval, out)
+        table += "\n\n" + summarize_eval(scores)
     (out / "summary.md").write_text(table + "\n")
-    (out / "summary.json").write_text(json.dumps(dict(results), indent=2))
+    (out / "summary.json").write_text(json.dumps({"stages": dict(results), "evaluation": scores}, indent=2))
     print(f"\n{table}\n\nrun directory: {out}")
+
+
+def evaluate_final(ckpt: str, cfg: DictConfig, out: Path) -> dict:
+    """The final checkpoint on the synthetic benchmarks, with images and blind (images grey)."""
+    from qwenvl.cli.eval import evaluate
+
+    kw = {"benchmarks": list(cfg.benchmarks), "limit": cfg.limit, "batch_size": cfg.batch_size}
+    seen = evaluate(ckpt, out_dir=out / "eval", **kw)
+    blind = evaluate(ckpt, out_dir=out / "eval_blind", blind=True, **kw)
+    return {"with_images": seen["benchmarks"], "blind": blind["benchmarks"]}
+
+
+def summarize_eval(scores: dict) -> str:
+    """Markdown: each benchmark metric with images and blind; the gap is what the pixels are worth."""
+    lines = ["| benchmark | metric | with images | blind (grey images) | samples |", "|---|---|---|---|---|"]
+    for name, r in scores["with_images"].items():
+        blind = scores["blind"][name]["metrics"]
+        for metric, value in r["metrics"].items():
+            lines.append(f"| {name} | {metric} | {value} | {blind.get(metric, '—')} | {r['samples']} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -124,6 +124,9 @@ class QwenVLModel(nn.Module):
         and at a 151,936-word vocabulary their logits would dominate time and memory.
         """
         embeds = self.embed(input_ids, pixel_values)
+        if position_ids is None and attention_mask is not None:
+            # Positions count real tokens only, so a left-padded row scores as it would alone.
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         if labels is None:
             return self.llm(
                 inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, **kwargs
@@ -184,6 +187,7 @@ class QwenVLModel(nn.Module):
     def from_pretrained(cls, directory: str | Path, dtype: torch.dtype | None = None) -> QwenVLModel:
         """Load a directory written by `save_pretrained` (or by `qwenvl-convert`). Never unpickles."""
         from qwenvl.models.convert import is_released_dir, load_released  # convert imports this module
+
         if is_released_dir(directory):
             return load_released(directory, dtype)
         directory = Path(directory)

@@ -1,0 +1,33 @@
+"""Load what an evaluation scores: a save_pretrained dir, a released Qwen-VL dir, or a training .ckpt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from qwenvl.models.qwen_vl import QwenVLModel
+from qwenvl.processor import QwenVLProcessor
+
+
+def load_for_eval(path: str | Path) -> tuple[QwenVLModel, QwenVLProcessor]:
+    """(model in eval mode, processor). A .ckpt is read with weights_only=True; never unpickles code."""
+    path = Path(path)
+    if path.is_dir() and (path / "config.json").is_file():
+        model = QwenVLModel.from_pretrained(path)
+        if (path / "processor_config.json").is_file():
+            return model.eval(), QwenVLProcessor.from_pretrained(path)
+        return model.eval(), QwenVLProcessor.from_model(model)
+    if path.is_file() and path.suffix == ".ckpt":
+        from qwenvl.training.module import QwenVLLitModule
+
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        hp = dict(ckpt["hyper_parameters"])
+        hp["stage"] = {**hp["stage"], "init_from": None}  # the weights come from this file
+        module = QwenVLLitModule(**hp)
+        module.load_state_dict(ckpt["state_dict"])
+        return module.model.eval(), module.processor
+    raise FileNotFoundError(
+        f"ckpt={path}: expected a save_pretrained / released Qwen-VL directory (with config.json) "
+        "or a Lightning .ckpt file"
+    )

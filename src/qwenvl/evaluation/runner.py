@@ -1,0 +1,162 @@
+"""The benchmark runner: batched generation, one predictions JSONL per benchmark, resumable.
+
+Each line of `<out>/predictions/<benchmark>.jsonl` is one finished sample:
+    {"id", "task", "prediction", "answers", "boxes", "image_size", "lang"}
+An interrupted evaluation keeps every finished line; a rerun skips the ids already there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+from rich.progress import Progress
+
+from qwenvl.data.templates import render
+from qwenvl.evaluation.benchmark import Benchmark, postprocess
+from qwenvl.evaluation.scoring import score
+from qwenvl.models.qwen_vl import QwenVLModel
+from qwenvl.processor import QwenVLProcessor
+
+log = logging.getLogger(__name__)
+
+
+def read_predictions(path: Path) -> list[dict]:
+    """Finished records; a line cut off by an interruption is dropped (it will be redone)."""
+    if not path.is_file():
+        return []
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning("%s line %d is incomplete (interrupted write); that sample is redone", path, n)
+    return records
+
+
+def _rewrite(path: Path, records: list[dict]) -> None:
+    if not path.is_file():
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _record(sample, prediction: str) -> dict:
+    return {
+        "id": sample.id,
+        "task": sample.task,
+        "prediction": prediction,
+        "answers": sample.answers,
+        "boxes": [list(b) for b in sample.boxes],
+        "image_size": list(sample.meta.get("image_size", ())),
+        "lang": sample.lang,
+        "expression": sample.meta.get("expression"),
+    }
+
+
+@torch.no_grad()
+def run_benchmark(
+    model: QwenVLModel,
+    processor: QwenVLProcessor,
+    bench: Benchmark,
+    out_dir: Path,
+    batch_size: int = 16,
+    progress: Progress | None = None,
+    blind: bool = False,
+) -> dict:
+    """Generate for every sample not yet in the predictions file, then score the whole file."""
+    path = Path(out_dir) / "predictions" / f"{bench.name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    finished = read_predictions(path)
+    _rewrite(path, finished)  # drop a line cut off by an interruption before appending after it
+    done = {r["id"] for r in finished}
+    todo = [i for i in range(len(bench)) if _id(bench, i) not in done]
+    t0 = time.perf_counter()
+    task = (
+        progress.add_task(bench.name, total=len(bench), completed=len(bench) - len(todo))
+        if progress
+        else None
+    )
+    model.eval()
+    with path.open("a", encoding="utf-8") as f:
+        for start in range(0, len(todo), batch_size):
+            samples = [bench.dataset[i] for i in todo[start : start + batch_size]]
+            for line in _generate(model, processor, bench, samples, blind):
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
+            f.flush()  # every finished batch survives an interruption
+            if progress is not None:
+                progress.advance(task, len(samples))
+    records = read_predictions(path)[: len(bench)]
+    return {
+        "metrics": score(records, bench.metrics, bench.extra),
+        "samples": len(records),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _id(bench: Benchmark, i: int) -> str:
+    ids = getattr(bench.dataset, "sample_id", None)
+    return ids(i) if ids else bench.dataset[i].id
+
+
+def _generate(model, processor, bench: Benchmark, samples: list, blind: bool = False) -> list[dict]:
+    """Records for a batch. A sample whose image cannot be read is recorded as a miss, with the reason."""
+    ok, out = [], []
+    for x in samples:
+        try:
+            images = [
+                _grey(processor.load_image(im)) if blind else processor.load_image(im) for im in x.images
+            ]
+            ok.append((x, images))
+        except Exception as e:  # a bad image costs one sample, never the evaluation
+            log.warning("%s: sample %s scored as a miss: %s", bench.name, x.id, e)
+            out.append({**_record(x, ""), "error": f"{type(e).__name__}: {e}"})
+    if not ok:
+        return out
+    prompts = ["".join(s.markup for s in render(x, bench.fmt, with_target=False)) for x, _ in ok]
+    inputs = processor(prompts, images=[images for _, images in ok])
+    if bench.kind == "choice":
+        answers = choose(model, processor, inputs, prompts)
+    else:
+        new = model.generate(
+            **inputs,
+            max_new_tokens=bench.max_new_tokens,
+            min_new_tokens=bench.min_new_tokens,
+            do_sample=False,
+        )
+        answers = [
+            t.split("<|im_end|>")[0].split("<|endoftext|>")[0]  # the stop token and the padding after it
+            for t in processor.batch_decode(new, skip_special_tokens=False)
+        ]
+    out += [_record(x, postprocess(a, bench.postprocess)) for (x, _), a in zip(ok, answers, strict=True)]
+    return out
+
+
+def _grey(image: Image.Image) -> Image.Image:
+    """The blind control: same size, no content. A model that scores as well blind ignores pixels."""
+    return Image.new("RGB", image.size, (128, 128, 128))
+
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_OPTION_RE = re.compile(r"^([A-Z])\. ", re.M)
+
+
+@torch.no_grad()
+def choose(model, processor, inputs: dict, prompts: list[str]) -> list[str]:
+    """Multiple choice by likelihood: the option letter whose token the model finds most likely.
+
+    Every option is a single letter after the prompt, so one forward pass scores them all.
+    """
+    logits = model(**inputs).logits[:, -1].float()  # (B, V): next token after the left-padded prompt
+    picks = []
+    for row, prompt in zip(logits, prompts, strict=True):
+        letters = _OPTION_RE.findall(prompt) or list(LETTERS[:4])
+        ids = [processor.tokenizer.encode_text(letter)[0] for letter in letters]
+        picks.append(letters[int(torch.stack([row[i] for i in ids]).argmax())])
+    return picks

@@ -1,0 +1,140 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+from qwenvl import QwenVLModel, QwenVLProcessor
+from qwenvl.data.sample import Message, Sample
+from qwenvl.evaluation import runner
+from qwenvl.evaluation.benchmark import Benchmark, load_benchmark
+from qwenvl.evaluation.scoring import score
+from qwenvl.models import ResamplerConfig
+from qwenvl.paths import ROOT
+
+BENCH_DIR = ROOT / "evaluation" / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return QwenVLModel.from_config(adapter=ResamplerConfig(num_queries=16)).eval()
+
+
+@pytest.fixture(scope="module")
+def proc(model):
+    return QwenVLProcessor.from_model(model)
+
+
+def test_every_benchmark_file_loads():
+    for path in sorted(BENCH_DIR.glob("*.yaml")):
+        if path.stem.startswith("synthetic"):
+            b = load_benchmark(path.stem, BENCH_DIR, image_size=224, data_root="/nonexistent")
+            assert len(b) == 500 and b.metrics
+        else:  # real datasets are not here: the file must name a loader and metrics that exist
+            from omegaconf import OmegaConf
+
+            from qwenvl.evaluation.scoring import SCORERS
+
+            spec = OmegaConf.load(path)
+            assert spec.name == path.stem and all(m in SCORERS for m in spec.metrics)
+            module, cls = spec.dataset._target_.rsplit(".", 1)
+            assert hasattr(__import__(module, fromlist=[cls]), cls), spec.dataset._target_
+
+
+def test_unknown_benchmark_lists_the_known_ones():
+    with pytest.raises(FileNotFoundError, match="synthetic_vqa"):
+        load_benchmark("nope", BENCH_DIR, image_size=224)
+
+
+def test_runs_scores_and_resumes_an_interrupted_evaluation(model, proc, tmp_path, monkeypatch):
+    bench = load_benchmark("synthetic_vqa", BENCH_DIR, image_size=224)
+    bench.limit = 8
+    first = runner.run_benchmark(model, proc, bench, tmp_path, batch_size=4)
+    assert first["samples"] == 8 and "acc" in first["metrics"]
+    path = tmp_path / "predictions" / "synthetic_vqa.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3]) + "\n" + lines[3][:10])  # killed mid-write
+    calls = []
+    original = runner._generate
+    monkeypatch.setattr(runner, "_generate", lambda *a: calls.append(len(a[3])) or original(*a))
+    again = runner.run_benchmark(model, proc, bench, tmp_path, batch_size=4)
+    assert sum(calls) == 5  # only the unfinished samples are generated again
+    ids = [
+        json.loads(x)["id"] for x in path.read_text().splitlines() if x.startswith("{") and x.endswith("}")
+    ]
+    assert len(set(ids)) == 8 and again["metrics"] == first["metrics"]
+
+
+class _WithBadImage:
+    def __init__(self, good):
+        self.good = good
+
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, i):
+        if i == 1:
+            return Sample(
+                "vqa",
+                [Message("user", "Q? Answer:", 1), Message("assistant", "a")],
+                ["/no/such.png"],
+                answers=["a"],
+                id="bad",
+            )
+        return self.good[i]
+
+
+def test_a_bad_image_is_a_counted_miss_not_a_crash(model, proc, tmp_path):
+    good = load_benchmark("synthetic_vqa", BENCH_DIR, image_size=224).dataset
+    bench = Benchmark("mixed", _WithBadImage(good), ["exact_match"], max_new_tokens=3)
+    result = runner.run_benchmark(model, proc, bench, tmp_path)
+    records = runner.read_predictions(tmp_path / "predictions" / "mixed.jsonl")
+    assert result["samples"] == 3
+    assert [r for r in records if r["id"] == "bad"][0]["error"].startswith("FileNotFoundError")
+
+
+def test_blind_mode_replaces_pixels(model, proc):
+    bench = load_benchmark("synthetic_vqa", BENCH_DIR, image_size=224)
+    samples = [bench.dataset[i] for i in range(2)]
+    seen = runner._generate(model, proc, bench, samples)
+    blind = runner._generate(model, proc, bench, samples, blind=True)
+    assert [r["id"] for r in seen] == [r["id"] for r in blind]
+
+
+def test_multiple_choice_picks_an_offered_letter(model, proc):
+    img = Image.new("RGB", (32, 32), "red")
+    sample = Sample(
+        "vqa", [Message("user", "Which?\nA. red\nB. blue\nC. green Answer:", 1)], [img], answers=["A"], id="q"
+    )
+    bench = Benchmark("mc", [sample], ["choice_acc"], kind="choice", postprocess="strip")
+    record = runner._generate(model, proc, bench, [sample])[0]
+    assert record["prediction"] in {"A", "B", "C"}
+    assert score([record], ["choice_acc"])["acc"] in (0.0, 100.0)
+
+
+def test_eval_cli_writes_results_that_a_leaderboard_reads(model, proc, tmp_path):
+    model.save_pretrained(tmp_path / "m")
+    proc.save_pretrained(tmp_path / "m")
+    for run in ("a", "b"):
+        cmd = [
+            sys.executable,
+            "-m",
+            "qwenvl.cli.eval",
+            f"ckpt={tmp_path / 'm'}",
+            "limit=4",
+            "benchmarks=[synthetic_vqa,synthetic_grounding]",
+            f"hydra.run.dir={tmp_path / run}",
+            f"batch_size={2 if run == 'a' else 4}",
+        ]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert set(report["benchmarks"]) == {"synthetic_vqa", "synthetic_grounding"}
+    from qwenvl.evaluation.leaderboard import build_leaderboard
+    from qwenvl.evaluation.results import find_results, load_results
+
+    board = build_leaderboard([load_results(p) for p in find_results([tmp_path])])
+    assert len(board.rows) == 2
