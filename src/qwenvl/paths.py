@@ -2,5 +2,7 @@
 
 from pathlib import Path
 
+import qwenvl.resolvers  # noqa: F401  (registers the resolvers every config may use)
+
 ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = ROOT / "conf"

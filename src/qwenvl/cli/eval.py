@@ -39,8 +39,9 @@ def evaluate(
     blind: bool = False,
     overrides: list[str] | None = None,
     config: dict | None = None,
+    write: bool = True,
 ) -> dict:
-    """Score `ckpt` on each benchmark and write `<out_dir>/results.json`; returns its content."""
+    """Score `ckpt` on each benchmark and write `<out_dir>/results.json` (unless `write=False`)."""
     torch.manual_seed(0)
     model, processor = load_for_eval(ckpt)
     out_dir = Path(out_dir)
@@ -66,7 +67,8 @@ def evaluate(
         "benchmarks": results,
         "created": datetime.now().isoformat(timespec="seconds"),
     }
-    (out_dir / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    if write:  # a training run folds the scores into its own results.json instead
+        (out_dir / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     return report
 
 

@@ -8,6 +8,7 @@ qwenvl-train -m adapter.num_queries=64,144,256             # a sweep
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -84,10 +85,48 @@ def _finish_wandb() -> None:
         pass
 
 
+def write_results(cfg: DictConfig, metrics: dict, overrides: list[str]) -> dict:
+    """results.json in the run directory: validation losses, and benchmark scores when `evaluate` asks.
+
+    Leaderboards (`qwenvl-leaderboard`, and the one a multirun writes) read these files.
+    """
+    from datetime import datetime
+
+    out = Path(cfg.paths.output_dir)
+    val = {k.removeprefix("val/"): round(v, 4) for k, v in metrics.items() if k.startswith("val/")}
+    benchmarks = {"val": {"metrics": val}}
+    if cfg.evaluate.benchmarks and Path(metrics["checkpoint"]).exists():
+        from qwenvl.cli.eval import evaluate
+
+        report = evaluate(
+            metrics["checkpoint"],
+            list(cfg.evaluate.benchmarks),
+            out / "eval",
+            limit=cfg.evaluate.limit,
+            write=False,
+        )
+        benchmarks.update(report["benchmarks"])
+    results = {
+        "model": {"name": cfg.stage.name, "ckpt": metrics["checkpoint"]},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "overrides": overrides,
+        "benchmarks": benchmarks,
+        "created": datetime.now().isoformat(timespec="seconds"),
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    return results
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    """Returns the metric named by `optimize` (for sweepers such as optuna)."""
+    from hydra.core.hydra_config import HydraConfig
+
     metrics = train(cfg)
-    return metrics.get("val/loss")
+    results = write_results(cfg, metrics, list(HydraConfig.get().overrides.task))
+    bench, _, metric = cfg.optimize.partition("/")
+    value = results["benchmarks"].get(bench, {}).get("metrics", {}).get(metric)
+    return None if value is None else float(value)
 
 
 if __name__ == "__main__":

@@ -73,8 +73,12 @@ class Collator:
         encoded = [self.encode(x) if isinstance(x, Sample) else x for x in items if x is not None]
         if not encoded:
             raise ValueError("every sample of this batch was skipped as bad input; see the data warnings")
-        batch = self._packed(encoded) if self.pack else self._padded(encoded)
-        batch["pixel_values"] = torch.cat([e.pixel_values for e in encoded])
+        if self.pack:
+            batch, order = self._packed(encoded)
+        else:
+            batch, order = self._padded(encoded), range(len(encoded))
+        # The model fills image pads row by row, left to right: stack the images in that order.
+        batch["pixel_values"] = torch.cat([encoded[i].pixel_values for i in order])
         return batch
 
     def _padded(self, encoded: list[Encoded]) -> dict:
@@ -84,16 +88,13 @@ class Collator:
         batch["sample_index"][batch["attention_mask"] == 0] = -1
         return batch
 
-    def _packed(self, encoded: list[Encoded]) -> dict:
-        """Greedy first-fit packing in the given order (images must stay in order of appearance)."""
+    def _packed(self, encoded: list[Encoded]) -> tuple[dict, list[int]]:
+        """First-fit packing; returns the batch and the sample order (row by row) for the images."""
         rows: list[list[int]] = []
         fill: list[int] = []
         for i, e in enumerate(encoded):
             n = len(e.input_ids)
             slot = next((r for r, used in enumerate(fill) if used + n <= self.max_seq_len), None)
-            # Images are consumed row by row, so a sample may only join the last row.
-            if slot is not None and slot != len(rows) - 1:
-                slot = None
             if slot is None:
                 rows.append([])
                 fill.append(0)
@@ -116,7 +117,7 @@ class Collator:
                 owner[r, at : at + n] = i
                 at += n
             pos[r, at:] = torch.arange(width - at)  # the padding tail is its own segment, never a target
-        return {
+        batch = {
             "input_ids": ids,
             "labels": labels,
             "position_ids": pos,
@@ -124,3 +125,4 @@ class Collator:
             "tasks": [e.task for e in encoded],
             "packing_efficiency": torch.tensor(sum(fill) / (len(rows) * width)),
         }
+        return batch, [i for members in rows for i in members]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from qwenvl.data.collate import Collator
-from qwenvl.data.robust import Guarded
+from qwenvl.data.robust import Guarded, GuardedStream
 from qwenvl.data.sample import Message, Sample
 from qwenvl.data.sampler import ResumableSampler
 from qwenvl.processor import QwenVLProcessor
@@ -50,6 +50,11 @@ class QwenVLDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, shuffle: bool, pack: bool | None = None) -> DataLoader:
         collator = self.collator(pack)
         encode = (lambda s: collator.encode(without_images(s))) if self.text_only else collator.encode
+        if isinstance(dataset, IterableDataset):  # streamed shards: no sampler, no mid-epoch resume
+            stream = GuardedStream(dataset, encode, self.on_error)
+            return DataLoader(
+                stream, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collator
+            )
         guarded = Guarded(dataset, encode, self.on_error)
         sampler = ResumableSampler(len(guarded), self.seed, shuffle)  # shards across ranks itself
         if shuffle:

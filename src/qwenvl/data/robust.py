@@ -6,7 +6,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +44,24 @@ class Guarded(Dataset):
             self.skipped[type(e).__name__] += 1
             log.warning("skipped bad sample (%s)", message)
             return None
+
+
+class GuardedStream(IterableDataset):
+    """`Guarded` for streamed datasets (WebDataset shards): bad samples are counted and skipped."""
+
+    def __init__(self, dataset: IterableDataset, fn: Callable, on_error: str = "skip"):
+        self.guard = Guarded(dataset, fn, on_error)
+
+    def __iter__(self):
+        g = self.guard
+        for i, sample in enumerate(g.dataset):
+            try:
+                yield g.fn(sample)
+            except Exception as e:  # one bad sample must not end a run
+                message = (
+                    f"{sample.meta.get('source', 'stream')}, record {sample.id or i}: {type(e).__name__}: {e}"
+                )
+                if g.on_error == "raise":
+                    raise DataError(message) from e
+                g.skipped[type(e).__name__] += 1
+                log.warning("skipped bad sample (%s)", message)
