@@ -138,3 +138,18 @@ def test_eval_cli_writes_results_that_a_leaderboard_reads(model, proc, tmp_path)
 
     board = build_leaderboard([load_results(p) for p in find_results([tmp_path])])
     assert len(board.rows) == 2
+
+
+def test_qwen_vl_protocol_uses_the_released_scripts_prompts(proc):
+    from qwenvl.data.templates import render
+    from qwenvl.evaluation.protocol import apply_protocol
+
+    cap = apply_protocol(load_benchmark("synthetic_caption", BENCH_DIR, image_size=224), "qwen_vl")
+    prompt = "".join(s.markup for s in render(cap.dataset[0], cap.fmt, with_target=False))
+    assert prompt == "<img></img>Describe the image in English:"
+    assert (cap.min_new_tokens, cap.max_new_tokens) == (8, 30)
+    grd = apply_protocol(load_benchmark("synthetic_grounding", BENCH_DIR, image_size=224), "qwen_vl")
+    prompt = "".join(s.markup for s in render(grd.dataset[0], grd.fmt, with_target=False))
+    assert prompt.startswith("<img></img><ref>") and prompt.endswith("</ref><box>")
+    assert grd.extra["box_scale"] == 999 and grd.max_new_tokens == 28
+    assert proc.count_images(prompt) == 1

@@ -3,6 +3,7 @@
     qwenvl-eval ckpt=runs/x/checkpoints/last.ckpt                      # the synthetic benchmarks
     qwenvl-eval ckpt=qwen_vl_dir benchmarks=[refcoco_val,textvqa_val] data_root=/data
     qwenvl-eval ckpt=... blind=true      # control: images replaced by grey (what pixels are worth)
+    qwenvl-eval ckpt=qwen_vl_dir protocol=qwen_vl benchmarks=[flickr30k_karpathy_test]  # as the paper
 
 Interrupted? Run the same command with hydra.run.dir=<that run>: finished samples are kept.
 """
@@ -22,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from qwenvl.evaluation.benchmark import load_benchmark
 from qwenvl.evaluation.load import load_for_eval
+from qwenvl.evaluation.protocol import apply_protocol
 from qwenvl.evaluation.runner import run_benchmark
 from qwenvl.paths import CONF_DIR, ROOT
 
@@ -40,6 +42,7 @@ def evaluate(
     overrides: list[str] | None = None,
     config: dict | None = None,
     write: bool = True,
+    protocol: str = "default",
 ) -> dict:
     """Score `ckpt` on each benchmark and write `<out_dir>/results.json` (unless `write=False`)."""
     torch.manual_seed(0)
@@ -51,6 +54,7 @@ def evaluate(
     with Progress(*columns) as progress:
         for name in benchmarks:
             bench = load_benchmark(name, BENCH_DIR, image_size=model.image_size, data_root=data_root)
+            bench = apply_protocol(bench, protocol)
             if limit is not None:
                 bench.limit = min(limit, bench.limit or limit)
             results[name] = run_benchmark(model, processor, bench, out_dir, batch_size, progress, blind)
@@ -64,6 +68,7 @@ def evaluate(
         "config": config or {},
         "overrides": overrides or [],
         "blind": blind,
+        "protocol": protocol,
         "benchmarks": results,
         "created": datetime.now().isoformat(timespec="seconds"),
     }
@@ -84,6 +89,7 @@ def main(cfg: DictConfig) -> None:
         cfg.blind,
         overrides=list(HydraConfig.get().overrides.task),
         config=OmegaConf.to_container(cfg, resolve=True),
+        protocol=cfg.protocol,
     )
     for name, r in report["benchmarks"].items():
         print(f"{name:28s} {r['samples']:6d} samples  {r['metrics']}")

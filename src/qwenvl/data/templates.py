@@ -99,13 +99,34 @@ def render_chatml(sample: Sample, with_target: bool = True, system: str = SYSTEM
     return segments
 
 
+# Qwen-VL's own evaluation scripts put images as bare `<img>..</img>` (no "Picture n:" line) and
+# ask for captions with a different sentence than its pretraining data.
+QWEN_VL_EVAL_PROMPTS = {"caption": "Describe the image in English:"}
+
+
+def render_qwen_vl(sample: Sample, with_target: bool = False) -> list[Segment]:
+    """The prompts of Qwen-VL's released evaluation scripts: `<img></img>{prompt}`, no picture lines."""
+    segments: list[Segment] = []
+    messages = sample.messages if with_target else _drop_last_answer(sample.messages)
+    for m in messages:
+        if m.role == "system":
+            continue
+        content = QWEN_VL_EVAL_PROMPTS.get(sample.task, m.content) if m.role == "user" else m.content
+        segments.append(Segment(f"{IMG_START}{IMG_END}" * m.num_images + content, m.role == "assistant"))
+    if with_target:
+        segments.append(Segment(ENDOFTEXT, True))
+    return segments
+
+
 def render(sample: Sample, fmt: str = "plain", with_target: bool = True) -> list[Segment]:
-    """Render by format name: `plain` or `chatml`."""
+    """Render by format name: `plain`, `chatml`, or `qwen_vl` (the released evaluation scripts)."""
     if fmt == "plain":
         return render_plain(sample, with_target)
     if fmt == "chatml":
         return render_chatml(sample, with_target)
-    raise ValueError(f"unknown prompt format {fmt!r}; expected 'plain' or 'chatml'")
+    if fmt == "qwen_vl":
+        return render_qwen_vl(sample, with_target)
+    raise ValueError(f"unknown prompt format {fmt!r}; expected 'plain', 'chatml' or 'qwen_vl'")
 
 
 def _drop_last_answer(messages: list[Message]) -> list[Message]:

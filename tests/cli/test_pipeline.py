@@ -1,0 +1,62 @@
+"""The main job end to end with a tiny step budget, and the W&B offline run it logs to."""
+
+import json
+import subprocess
+import sys
+
+
+def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "qwenvl.cli.pipeline",
+        f"hydra.run.dir={tmp_path}",
+        "logger=none",
+        "steps.lm=3",
+        "steps.pretrain=3",
+        "steps.multitask=3",
+        "steps.sft=3",
+        "data.batch_size=2",
+        "data.val.size=4",
+        "eval.limit=4",
+        "eval.benchmarks=[synthetic_vqa,synthetic_grounding]",
+        "callbacks.progress=null",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert list(summary["stages"]) == ["lm", "pretrain", "multitask", "sft"]
+    for stage in summary["stages"].values():
+        assert stage["train/loss_first"] > 0 and stage["val/loss"] > 0
+    assert set(summary["evaluation"]["with_images"]) == {"synthetic_vqa", "synthetic_grounding"}
+    assert set(summary["evaluation"]["blind"]) == {"synthetic_vqa", "synthetic_grounding"}
+    table = (tmp_path / "summary.md").read_text()
+    assert "| sft |" in table and "blind (grey images)" in table
+    # each stage started from the previous one's checkpoint
+    assert (tmp_path / "3_multitask" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_wandb_offline_run_holds_the_logged_metrics(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "qwenvl.cli.train",
+        f"hydra.run.dir={tmp_path}",
+        "logger=wandb",
+        "max_steps=6",
+        "data.batch_size=2",
+        "data.val.size=2",
+        "callbacks.progress=null",
+    ]
+    r = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "WANDB_SILENT": "true"},
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    records = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
+    assert b"train/loss" in records and b"val/loss" in records
