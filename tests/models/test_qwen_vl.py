@@ -147,3 +147,20 @@ def _yaml(rel, OmegaConf):
     cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / rel))
     cfg.pop("_target_")
     return cfg
+
+
+def test_llm_loads_from_a_local_hf_checkpoint(tmp_path, tok):
+    from qwenvl.models.llm import build_llm
+
+    cfg = LLMConfig()
+    source = build_llm(cfg, 4096)
+    source.save_pretrained(tmp_path / "llm")  # a local HF directory, as a user would have
+    model = QwenVLModel.from_config(
+        adapter=ResamplerConfig(num_queries=16),
+        llm=LLMConfig(pretrained=str(tmp_path / "llm")),
+        tokenizer=tok,
+    )
+    for name, p in source.state_dict().items():
+        assert torch.equal(model.llm.state_dict()[name], p), name
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        QwenVLModel.from_config(llm=LLMConfig(pretrained=str(tmp_path / "missing")), tokenizer=tok)

@@ -64,15 +64,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
     torch.set_float32_matmul_precision("high")
     module, datamodule, trainer = build(cfg)
     log.info("trainable parameters per part: %s", module.trainable_counts)
+    for lg in trainer.loggers:  # the whole resolved run config, not only the module's arguments
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt(cfg))
     finally:
         _finish_wandb()  # a multirun must not fold its jobs into one W&B run
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    metrics.update(_skipped(datamodule))
     history = next(c for c in trainer.callbacks if isinstance(c, LossHistory))
     metrics.update(history.summary())
     metrics["checkpoint"] = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
     return metrics
+
+
+def _skipped(datamodule) -> dict[str, float]:
+    """Bad samples skipped during this run, by reason; logged and reported in results.json."""
+    counts = getattr(datamodule, "skipped", lambda: {})()
+    if counts:
+        log.warning("data: skipped %d bad samples: %s", sum(counts.values()), dict(counts))
+    return {f"data/skipped_{reason}": float(n) for reason, n in counts.items()}
 
 
 def _finish_wandb() -> None:
@@ -95,6 +106,10 @@ def write_results(cfg: DictConfig, metrics: dict, overrides: list[str]) -> dict:
     out = Path(cfg.paths.output_dir)
     val = {k.removeprefix("val/"): round(v, 4) for k, v in metrics.items() if k.startswith("val/")}
     benchmarks = {"val": {"metrics": val}}
+    for key, value in metrics.items():  # the BenchmarkValidation callback's scores
+        if key.startswith("bench/"):
+            name, metric = key.removeprefix("bench/").split("/", 1)
+            benchmarks.setdefault(f"{name}@val", {"metrics": {}})["metrics"][metric] = round(value, 4)
     if cfg.evaluate.benchmarks and Path(metrics["checkpoint"]).exists():
         from qwenvl.cli.eval import evaluate
 
@@ -111,6 +126,9 @@ def write_results(cfg: DictConfig, metrics: dict, overrides: list[str]) -> dict:
         "config": OmegaConf.to_container(cfg, resolve=True),
         "overrides": overrides,
         "benchmarks": benchmarks,
+        "data_skipped": {
+            k.removeprefix("data/skipped_"): v for k, v in metrics.items() if k.startswith("data/")
+        },
         "created": datetime.now().isoformat(timespec="seconds"),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))

@@ -39,6 +39,23 @@ class QwenVLDataModule(L.LightningDataModule):
         self.max_seq_len, self.pack, self.on_error, self.seed = max_seq_len, pack, on_error, seed
         self.text_only = text_only
         self.train_sampler: ResumableSampler | None = None
+        self._guards: list[Guarded] = []
+
+    def skipped(self) -> dict[str, int]:
+        """Bad samples skipped so far, by reason: at loading (format loaders' `stats`) and in collation.
+
+        With `num_workers > 0` the collation counts live in the worker processes; each skip is
+        still logged there with its file, record and reason.
+        """
+        counts: dict[str, int] = {}
+        for g in self._guards:
+            for reason, n in g.skipped.items():
+                counts[reason] = counts.get(reason, 0) + n
+        for ds in (self.train_set, self.val_set):
+            for key, n in (getattr(ds, "stats", None) or {}).items():
+                if key.startswith("skipped/") and n:
+                    counts[key.removeprefix("skipped/")] = counts.get(key.removeprefix("skipped/"), 0) + n
+        return counts
 
     def collator(self, pack: bool | None = None) -> Collator:
         if self.processor is None:
@@ -52,10 +69,12 @@ class QwenVLDataModule(L.LightningDataModule):
         encode = (lambda s: collator.encode(without_images(s))) if self.text_only else collator.encode
         if isinstance(dataset, IterableDataset):  # streamed shards: no sampler, no mid-epoch resume
             stream = GuardedStream(dataset, encode, self.on_error)
+            self._guards.append(stream.guard)
             return DataLoader(
                 stream, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collator
             )
         guarded = Guarded(dataset, encode, self.on_error)
+        self._guards.append(guarded)
         sampler = ResumableSampler(len(guarded), self.seed, shuffle)  # shards across ranks itself
         if shuffle:
             self.train_sampler = sampler  # the training module fast-forwards it on resume

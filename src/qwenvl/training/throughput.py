@@ -1,0 +1,50 @@
+"""Throughput logged during training: tokens/s, samples/s and, on a known GPU, MFU."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import torch
+
+from qwenvl.training.flops import model_step_flops
+
+
+class Throughput(L.Callback):
+    """Logs `perf/tokens_per_s` (all LLM positions, image tokens included), `perf/samples_per_s`
+    and, on CUDA devices with a known bf16 peak, `perf/mfu` = model FLOPs per second / peak.
+
+    The FLOP count is `qwenvl.training.flops.model_step_flops` (one image per sample assumed).
+    """
+
+    def __init__(self, peak_tflops: float | None = None):
+        self.peak_tflops = peak_tflops
+        self._t0 = 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()  # time the step, not the queue
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize()
+        dt = max(time.perf_counter() - self._t0, 1e-9)
+        rows, seq = batch["input_ids"].shape
+        samples = len(batch["tasks"])
+        tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else rows * seq
+        pl_module.log("perf/tokens_per_s", tokens / dt, batch_size=samples)
+        pl_module.log("perf/samples_per_s", samples / dt, batch_size=samples)
+        peak = self.peak_tflops or _peak(pl_module.device)
+        if peak:
+            supervised = int((batch["labels"][:, 1:] != -100).sum()) // max(1, rows)
+            flops = model_step_flops(pl_module.model, rows, seq, supervised, pl_module.stage.trainable).total
+            pl_module.log("perf/mfu", flops / dt / (peak * 1e12) / trainer.world_size, batch_size=samples)
+
+
+def _peak(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    from qwenvl.cli.bench import peak_tflops_for
+
+    return peak_tflops_for(torch.cuda.get_device_name(device))
