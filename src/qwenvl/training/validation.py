@@ -25,7 +25,7 @@ BENCH_DIR = ROOT / "evaluation" / "benchmarks"
 
 
 class BenchmarkValidation(L.Callback):
-    """Scores `benchmarks` on their first `limit` samples after each validation; logs `bench/<name>/<metric>`."""
+    """Scores `benchmarks` on their first `limit` samples at each validation; logs `bench/<name>/<metric>`."""
 
     def __init__(self, benchmarks: list[str], limit: int = 16, batch_size: int = 16, table_rows: int = 8):
         self.benchmarks, self.limit, self.batch_size, self.table_rows = (
