@@ -153,3 +153,32 @@ def test_qwen_vl_protocol_uses_the_released_scripts_prompts(proc):
     assert prompt.startswith("<img></img><ref>") and prompt.endswith("</ref><box>")
     assert grd.extra["box_scale"] == 999 and grd.max_new_tokens == 28
     assert proc.count_images(prompt) == 1
+
+
+def test_two_processes_share_the_work_and_give_the_single_process_result(model, proc, tmp_path):
+    model.save_pretrained(tmp_path / "m")
+    proc.save_pretrained(tmp_path / "m")
+    args = [f"ckpt={tmp_path / 'm'}", "limit=6", "benchmarks=[synthetic_vqa]", "batch_size=2"]
+    one = [sys.executable, "-m", "qwenvl.cli.eval", *args, f"hydra.run.dir={tmp_path / 'one'}"]
+    two = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "qwenvl.cli.eval",
+        *args,
+        f"hydra.run.dir={tmp_path / 'two'}",
+    ]
+    for cmd in (one, two):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    a, b = (
+        sorted((tmp_path / d / "predictions" / "synthetic_vqa.jsonl").read_text().splitlines())
+        for d in ("one", "two")
+    )
+    assert a == b and len(a) == 6
+    assert not list((tmp_path / "two" / "predictions").glob("*.rank*.jsonl"))  # merged and removed
+    ra, rb = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two"))
+    assert ra["benchmarks"]["synthetic_vqa"]["metrics"] == rb["benchmarks"]["synthetic_vqa"]["metrics"]

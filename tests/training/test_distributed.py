@@ -38,7 +38,7 @@ def test_ddp_two_processes(tmp_path):
 def test_fsdp2_two_processes_saves_and_resumes_sharded_checkpoints(tmp_path):
     out = tmp_path / "fsdp"
     r = _train(out, "trainer=fsdp", "max_steps=2", "checkpoint_every=2")
-    assert "FSDP2: 5 units sharded over 2 ranks (rank 0)" in r.stdout
+    assert "FSDP2: 6 units sharded over 2 ranks (rank 0)" in r.stdout  # 3 encoder blocks, 2 LLM layers, root
     assert "(rank 1)" in r.stdout
     last = out / "checkpoints" / "last.ckpt"
     assert last.is_dir() and len(list(last.glob("*.distcp"))) == 2  # one shard per rank

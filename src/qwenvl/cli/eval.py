@@ -5,6 +5,8 @@
     qwenvl-eval ckpt=... blind=true      # control: images replaced by grey (what pixels are worth)
     qwenvl-eval ckpt=qwen_vl_dir protocol=qwen_vl benchmarks=[flickr30k_karpathy_test]  # as the paper
 
+    torchrun --nproc_per_node 8 -m qwenvl.cli.eval ckpt=... hydra.run.dir=runs/eval/x   # 8 devices
+
 Interrupted? Run the same command with hydra.run.dir=<that run>: finished samples are kept.
 """
 
@@ -46,19 +48,22 @@ def evaluate(
 ) -> dict:
     """Score `ckpt` on each benchmark and write `<out_dir>/results.json` (unless `write=False`)."""
     torch.manual_seed(0)
+    rank = _init_distributed()
     model, processor = load_for_eval(ckpt)
+    model.to(_device(rank))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with Progress(*columns) as progress:
+    with Progress(*columns, disable=rank != 0) as progress:
         for name in benchmarks:
             bench = load_benchmark(name, BENCH_DIR, image_size=model.image_size, data_root=data_root)
             bench = apply_protocol(bench, protocol)
             if limit is not None:
                 bench.limit = min(limit, bench.limit or limit)
             results[name] = run_benchmark(model, processor, bench, out_dir, batch_size, progress, blind)
-            log.info("%s: %s", name, results[name]["metrics"])
+            if rank == 0:
+                log.info("%s: %s", name, results[name]["metrics"])
     report = {
         "model": {
             "name": Path(ckpt).parent.parent.name or str(ckpt),
@@ -72,9 +77,25 @@ def evaluate(
         "benchmarks": results,
         "created": datetime.now().isoformat(timespec="seconds"),
     }
-    if write:  # a training run folds the scores into its own results.json instead
+    if write and rank == 0:  # a training run folds the scores into its own results.json instead
         (out_dir / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     return report
+
+
+def _init_distributed() -> int:
+    """Join the process group torchrun describes (one process per device); returns this rank."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+
+
+def _device(rank: int) -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", rank % torch.cuda.device_count())
+    return torch.device("cpu")
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
@@ -91,6 +112,8 @@ def main(cfg: DictConfig) -> None:
         config=OmegaConf.to_container(cfg, resolve=True),
         protocol=cfg.protocol,
     )
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return
     for name, r in report["benchmarks"].items():
         print(f"{name:28s} {r['samples']:6d} samples  {r['metrics']}")
     print(f"results: {Path(cfg.out_dir) / 'results.json'}")

@@ -70,13 +70,21 @@ def run_benchmark(
     progress: Progress | None = None,
     blind: bool = False,
 ) -> dict:
-    """Generate for every sample not yet in the predictions file, then score the whole file."""
-    path = Path(out_dir) / "predictions" / f"{bench.name}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Generate for every sample not yet finished, then score the whole set.
+
+    Under torch.distributed (e.g. `torchrun --nproc_per_node 8 -m qwenvl.cli.eval ...`) rank r
+    takes samples r, r + world, ... and writes its own `<name>.rank<r>.jsonl`; rank 0 merges them
+    into `<name>.jsonl` (each id once) and scores. Other ranks return an empty dict.
+    """
+    rank, world = _rank_world()
+    pred_dir = Path(out_dir) / "predictions"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    merged = pred_dir / f"{bench.name}.jsonl"
+    path = merged if world == 1 else pred_dir / f"{bench.name}.rank{rank}.jsonl"
     finished = read_predictions(path)
     _rewrite(path, finished)  # drop a line cut off by an interruption before appending after it
-    done = {r["id"] for r in finished}
-    todo = [i for i in range(len(bench)) if _id(bench, i) not in done]
+    done = {r["id"] for r in finished} | ({r["id"] for r in read_predictions(merged)} if world > 1 else set())
+    todo = [i for i in range(rank, len(bench), world) if _id(bench, i) not in done]
     t0 = time.perf_counter()
     task = (
         progress.add_task(bench.name, total=len(bench), completed=len(bench) - len(todo))
@@ -91,13 +99,38 @@ def run_benchmark(
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
             f.flush()  # every finished batch survives an interruption
             if progress is not None:
-                progress.advance(task, len(samples))
-    records = read_predictions(path)[: len(bench)]
+                progress.advance(task, len(samples) * world)
+    if world > 1:
+        torch.distributed.barrier()
+        if rank != 0:
+            return {}
+        _merge(merged, sorted(pred_dir.glob(f"{bench.name}.rank*.jsonl")))
+    records = read_predictions(merged)[: len(bench)]
     return {
         "metrics": score(records, bench.metrics, bench.extra),
         "samples": len(records),
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def _rank_world() -> tuple[int, int]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _merge(merged: Path, parts: list[Path]) -> None:
+    """Fold rank files into the merged predictions, each id once, in id order; drop the parts."""
+    by_id = {r["id"]: r for p in [merged, *parts] for r in read_predictions(p)}
+    _rewrite_all(merged, [by_id[k] for k in sorted(by_id)])
+    for p in parts:
+        p.unlink()
+
+
+def _rewrite_all(path: Path, records: list[dict]) -> None:
+    path.touch()
+    _rewrite(path, records)
 
 
 def _id(bench: Benchmark, i: int) -> str:
@@ -121,6 +154,8 @@ def _generate(model, processor, bench: Benchmark, samples: list, blind: bool = F
         return out
     prompts = ["".join(s.markup for s in render(x, bench.fmt, with_target=False)) for x, _ in ok]
     inputs = processor(prompts, images=[images for _, images in ok])
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in inputs.items()}
     if bench.kind == "choice":
         answers = choose(model, processor, inputs, prompts)
     else:

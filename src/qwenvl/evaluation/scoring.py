@@ -11,6 +11,10 @@ from collections.abc import Callable
 
 from qwenvl.boxes import to_pixels
 
+# The records given to a scorer are already complete (the runner merges every rank's file before
+# scoring on rank 0), so metrics must not wait for the other ranks to join a sync.
+LOCAL = {"sync_on_compute": False}
+
 
 def _pct(value) -> float:
     return round(100 * float(value), 2)
@@ -23,7 +27,7 @@ def _ids(records):
 def exact_match(records, extra) -> dict:
     from qwenvl.metrics import ExactMatch
 
-    m = ExactMatch()
+    m = ExactMatch(**LOCAL)
     m.update([r["prediction"] for r in records], [r["answers"] for r in records], ids=_ids(records))
     return {"acc": _pct(m.compute())}
 
@@ -31,7 +35,7 @@ def exact_match(records, extra) -> dict:
 def vqa_acc(records, extra) -> dict:
     from qwenvl.metrics import VQAAccuracy
 
-    m = VQAAccuracy(mode=extra.get("vqa_mode", "evalai"))
+    m = VQAAccuracy(mode=extra.get("vqa_mode", "evalai"), **LOCAL)
     m.update([r["prediction"] for r in records], [r["answers"] for r in records], ids=_ids(records))
     return {"vqa_acc": _pct(m.compute())}
 
@@ -39,7 +43,7 @@ def vqa_acc(records, extra) -> dict:
 def cider(records, extra) -> dict:
     from qwenvl.metrics import CIDEr
 
-    m = CIDEr()
+    m = CIDEr(**LOCAL)
     m.update([r["prediction"] for r in records], [r["answers"] for r in records], ids=_ids(records))
     return {"cider": _pct(m.compute())}
 
@@ -48,7 +52,7 @@ def grounding(records, extra) -> dict:
     """Acc@0.5 and mean IoU from the first box in the text; `box_scale: 999` is Qwen-VL's script."""
     from qwenvl.metrics import GroundingAccuracy
 
-    m = GroundingAccuracy(scale=extra.get("box_scale", 1000))
+    m = GroundingAccuracy(scale=extra.get("box_scale", 1000), **LOCAL)
     sizes = [tuple(r["image_size"]) for r in records]
     targets = [to_pixels(tuple(r["boxes"][0]), w, h) for r, (w, h) in zip(records, sizes, strict=True)]
     # The prompt ends in `<box>`: the generated text continues it.
@@ -60,7 +64,7 @@ def grounding(records, extra) -> dict:
 def anls(records, extra) -> dict:
     from qwenvl.metrics import ANLS
 
-    m = ANLS()
+    m = ANLS(**LOCAL)
     m.update([r["prediction"] for r in records], [r["answers"] for r in records], ids=_ids(records))
     return {"anls": _pct(m.compute())}
 
@@ -68,7 +72,7 @@ def anls(records, extra) -> dict:
 def relaxed_acc(records, extra) -> dict:
     from qwenvl.metrics import RelaxedAccuracy
 
-    m = RelaxedAccuracy()
+    m = RelaxedAccuracy(**LOCAL)
     m.update([r["prediction"] for r in records], [r["answers"] for r in records], ids=_ids(records))
     return {"relaxed_acc": _pct(m.compute())}
 
@@ -76,7 +80,7 @@ def relaxed_acc(records, extra) -> dict:
 def cer(records, extra) -> dict:
     from qwenvl.metrics import CharErrorRate
 
-    m = CharErrorRate()
+    m = CharErrorRate(**LOCAL)
     m.update([r["prediction"] for r in records], [r["answers"][0] if r["answers"] else "" for r in records])
     return {"cer": round(float(m.compute()), 4)}
 
