@@ -103,3 +103,36 @@ def test_guarded_skips_counts_or_raises():
     assert g.skipped["OSError"] == 1
     with pytest.raises(DataError, match="index 1.*truncated"):
         Guarded(_Broken(), lambda x: x, on_error="raise")[1]
+
+
+def test_real_format_mixture_config_trains_on_exported_files(tmp_path):
+    """conf/data/real_multitask.yaml over real-format files (the synthetic world, exported)."""
+    from hydra import compose, initialize_config_dir
+    from qwenvl.data.synthetic.export import export_all
+    from qwenvl.paths import CONF_DIR
+
+    export_all(SyntheticWorld(seed=0, split="val", size=40, image_size=224), tmp_path, 8)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            "train",
+            [
+                f"data_root={tmp_path}",
+                "data=real_multitask",
+                "data.split=val",
+                "stage=multitask",
+                "stage.image_size=224",
+                "data.train.size=24",
+                "data.batch_size=4",
+                "adapter.num_queries=16",
+                "logger=none",
+                "callbacks=none",
+                f"paths.output_dir={tmp_path / 'run'}",
+            ],
+        )
+    from qwenvl.cli.train import build
+
+    module, datamodule, _ = build(cfg)
+    tasks = [s.task for s in datamodule.train_set]
+    assert {"caption", "vqa", "grounding"} <= set(tasks)
+    batch = next(iter(datamodule.train_dataloader()))
+    assert module(batch).loss > 0 and datamodule.skipped() == {}

@@ -32,6 +32,7 @@ class QwenVLDataModule(L.LightningDataModule):
         on_error: str = "skip",
         seed: int = 0,
         text_only: bool = False,
+        split: str | None = None,  # read by the dataset configs (`${data.split}`), not used here
     ):
         super().__init__()
         self.train_set, self.val_set, self.processor = train, val, processor
