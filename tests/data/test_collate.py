@@ -108,6 +108,7 @@ def test_guarded_skips_counts_or_raises():
 def test_real_format_mixture_config_trains_on_exported_files(tmp_path):
     """conf/data/real_multitask.yaml over real-format files (the synthetic world, exported)."""
     from hydra import compose, initialize_config_dir
+
     from qwenvl.data.synthetic.export import export_all
     from qwenvl.paths import CONF_DIR
 
