@@ -56,9 +56,10 @@ class QwenVLLitModule(L.LightningModule):
         return self.model(**{k: batch[k] for k in keys if k in batch})
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self(batch).loss
-        n = len(batch["tasks"])
+        out = self(batch)
+        loss, n = out.loss, len(batch["tasks"])
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self._log_per_task("train", out, batch)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
         if "packing_efficiency" in batch:
             self.log("train/packing_efficiency", batch["packing_efficiency"], batch_size=n)
@@ -66,16 +67,21 @@ class QwenVLLitModule(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self(batch)
-        per_sample = sample_losses(
-            out.token_loss, batch["labels"], batch["sample_index"], len(batch["tasks"])
-        )
+        self.log("val/loss", out.loss, prog_bar=True, batch_size=len(batch["tasks"]), sync_dist=True)
+        self._log_per_task("val", out, batch)
+
+    def _log_per_task(self, split: str, out, batch: dict) -> None:
+        """`<split>/loss_<task>`: the mean loss of the samples of each task in this batch."""
+        owner, n = batch["sample_index"], len(batch["tasks"])
+        per_sample = sample_losses(out.token_loss.detach(), batch["labels"], owner, n)
         by_task = defaultdict(list)
         for task, value in zip(batch["tasks"], per_sample, strict=True):
             by_task[task].append(value)
-        n = len(batch["tasks"])
-        self.log("val/loss", out.loss, prog_bar=True, batch_size=n, sync_dist=True)
+        sync = split == "val"  # per-step training logs stay local: a sync every step costs time
         for task, values in by_task.items():
-            self.log(f"val/loss_{task}", torch.stack(values).mean(), batch_size=len(values), sync_dist=True)
+            self.log(
+                f"{split}/loss_{task}", torch.stack(values).mean(), batch_size=len(values), sync_dist=sync
+            )
 
     def configure_model(self) -> None:
         """FSDP2 under ModelParallelStrategy: shard each encoder block and LLM layer, then the root."""
