@@ -14,10 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
+# The three stages on the embedded default (tiny model, synthetic world, CPU), then evaluation.
 pipeline: install
-	$(BIN)/qwenvl-smoke
+	$(BIN)/qwenvl-pipeline
 
-smoke: pipeline
+smoke: install
+	$(BIN)/qwenvl-smoke
 
 test: install
 	$(BIN)/python -m pytest -q
