@@ -18,6 +18,8 @@ def draw_groundings(image: Image.Image, groundings: list[Grounding], scale: floa
     for i, g in enumerate(groundings):
         colour = PALETTE[i % len(PALETTE)]
         x1, y1, x2, y2 = to_pixels(g.box, out.width, out.height, scale)
+        # A model may write its corners in any order: draw the box they span.
+        x1, x2, y1, y2 = min(x1, x2), max(x1, x2), min(y1, y2), max(y1, y2)
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=line)
         if g.ref:
             tx, ty = x1 + line, max(0, y1 - font.size - 2)

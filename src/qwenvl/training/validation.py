@@ -38,6 +38,12 @@ class BenchmarkValidation(L.Callback):
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or not self.benchmarks:
             return
+        try:
+            self._validate(trainer, pl_module)
+        except Exception:  # a report must never end the training run it reports on
+            log.exception("benchmark validation failed; training continues")
+
+    def _validate(self, trainer, pl_module) -> None:
         if trainer.world_size > 1:  # generation is not sharded: a sharded model would need every rank
             log.info("benchmark validation runs on single-process training only; skipped")
             return
