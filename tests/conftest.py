@@ -1,6 +1,9 @@
 import pytest
 import torch
 
+from qwenvl import QwenVLModel, QwenVLProcessor
+from qwenvl.models import ResamplerConfig
+
 
 def pytest_collection_modifyitems(config, items):
     """GPU tests are skipped, visibly, where no CUDA device exists."""
@@ -15,3 +18,15 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A tiny random model (16 queries) in eval mode; a module may define its own."""
+    torch.manual_seed(0)
+    return QwenVLModel.from_config(adapter=ResamplerConfig(num_queries=16)).eval()
+
+
+@pytest.fixture(scope="module")
+def proc(model):
+    return QwenVLProcessor.from_model(model)

@@ -150,10 +150,11 @@ class QwenVLProcessor:
             raise ValueError(f"{len(texts)} texts but {len(per_text)} image lists")
         rows = []
         for i, (markup, imgs) in enumerate(zip(texts, per_text, strict=True)):
-            slots = self.count_images(markup)
+            ids = self.encode(markup)  # tokenized once; the slots are counted in the ids
+            slots = ids.count(self._ids[IMG_START])
             if slots != len(imgs):
                 raise ValueError(f"text {i} has {slots} <img></img> slots but {len(imgs)} images were given")
-            rows.append(self.encode(markup))
+            rows.append(ids)
         batch = self.pad(rows, padding_side=padding_side)
         flat = [img for imgs in per_text for img in imgs]
         if flat:

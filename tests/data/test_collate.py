@@ -1,24 +1,11 @@
 import pytest
 import torch
 
-from qwenvl import QwenVLModel, QwenVLProcessor
 from qwenvl.data.collate import Collator
 from qwenvl.data.mixture import Mixture
 from qwenvl.data.robust import DataError, Guarded
 from qwenvl.data.synthetic import SyntheticWorld
-from qwenvl.models import ResamplerConfig
 from qwenvl.training.module import sample_losses
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return QwenVLModel.from_config(adapter=ResamplerConfig(num_queries=16)).eval()
-
-
-@pytest.fixture(scope="module")
-def proc(model):
-    return QwenVLProcessor.from_model(model)
 
 
 @pytest.fixture(scope="module")

@@ -3,29 +3,15 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from PIL import Image
 
-from qwenvl import QwenVLModel, QwenVLProcessor
 from qwenvl.data.sample import Message, Sample
 from qwenvl.evaluation import runner
 from qwenvl.evaluation.benchmark import Benchmark, load_benchmark
 from qwenvl.evaluation.scoring import score
-from qwenvl.models import ResamplerConfig
 from qwenvl.paths import ROOT
 
 BENCH_DIR = ROOT / "evaluation" / "benchmarks"
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return QwenVLModel.from_config(adapter=ResamplerConfig(num_queries=16)).eval()
-
-
-@pytest.fixture(scope="module")
-def proc(model):
-    return QwenVLProcessor.from_model(model)
 
 
 def test_every_benchmark_file_loads():

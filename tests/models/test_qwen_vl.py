@@ -102,7 +102,7 @@ def test_batched_generation_equals_one_by_one(model, proc):
         assert torch.equal(row, alone), f"prompt {i}"
 
 
-def test_sampling_is_seeded_and_differs_from_greedy(model, proc):
+def test_sampling_is_seeded(model, proc):
     inputs = proc([proc.build_prompt("", 1, task="caption")], images=[[_img("red")]])
     torch.manual_seed(1)
     a = model.generate(**inputs, max_new_tokens=12, do_sample=True, temperature=1.5)
@@ -127,8 +127,6 @@ def test_mlp_adapter_model_gives_one_token_per_patch(tok):
 
 def test_full_size_qwen_vl_has_about_9_6b_parameters_on_meta():
     from omegaconf import OmegaConf
-
-    from qwenvl.tokenizer_build import SPECIAL_TOKENS  # noqa: F401  (tokenizer stays built-in)
 
     enc = EncoderConfig(**_yaml("encoder/vit_bigg_14.yaml", OmegaConf))
     enc.image_size = 448

@@ -39,9 +39,17 @@ def read_predictions(path: Path) -> list[dict]:
     return records
 
 
-def _rewrite(path: Path, records: list[dict]) -> None:
-    if not path.is_file():
-        return
+def _resume(path: Path) -> list[dict]:
+    """The finished records; the file is rewritten without a line an interruption cut off, so
+    that new lines are not appended to a broken one."""
+    records = read_predictions(path)
+    if path.is_file() and len(records) != len(path.read_text(encoding="utf-8").splitlines()):
+        _write(path, records)
+    return records
+
+
+def _write(path: Path, records: list[dict]) -> None:
+    """Replace `path` with `records`, atomically (a kill never leaves half a file)."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     tmp.replace(path)
@@ -81,10 +89,12 @@ def run_benchmark(
     pred_dir.mkdir(parents=True, exist_ok=True)
     merged = pred_dir / f"{bench.name}.jsonl"
     path = merged if world == 1 else pred_dir / f"{bench.name}.rank{rank}.jsonl"
-    finished = read_predictions(path)
-    _rewrite(path, finished)  # drop a line cut off by an interruption before appending after it
-    done = {r["id"] for r in finished} | ({r["id"] for r in read_predictions(merged)} if world > 1 else set())
-    todo = [i for i in range(rank, len(bench), world) if _id(bench, i) not in done]
+    done = {r["id"] for r in _resume(path)} | (
+        {r["id"] for r in read_predictions(merged)} if world > 1 else set()
+    )
+    mine = range(rank, len(bench), world)
+    # A sample's id comes from building the sample: only worth it when resuming.
+    todo = [i for i in mine if bench.dataset[i].id not in done] if done else list(mine)
     t0 = time.perf_counter()
     task = (
         progress.add_task(bench.name, total=len(bench), completed=len(bench) - len(todo))
@@ -123,19 +133,9 @@ def _rank_world() -> tuple[int, int]:
 def _merge(merged: Path, parts: list[Path]) -> None:
     """Fold rank files into the merged predictions, each id once, in id order; drop the parts."""
     by_id = {r["id"]: r for p in [merged, *parts] for r in read_predictions(p)}
-    _rewrite_all(merged, [by_id[k] for k in sorted(by_id)])
+    _write(merged, [by_id[k] for k in sorted(by_id)])
     for p in parts:
         p.unlink()
-
-
-def _rewrite_all(path: Path, records: list[dict]) -> None:
-    path.touch()
-    _rewrite(path, records)
-
-
-def _id(bench: Benchmark, i: int) -> str:
-    ids = getattr(bench.dataset, "sample_id", None)
-    return ids(i) if ids else bench.dataset[i].id
 
 
 def _generate(model, processor, bench: Benchmark, samples: list, blind: bool = False) -> list[dict]:

@@ -10,6 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from qwenvl.boxes import to_pixels
+from qwenvl.metrics import (
+    ANLS,
+    CharErrorRate,
+    CIDEr,
+    ExactMatch,
+    GroundingAccuracy,
+    RelaxedAccuracy,
+    VQAAccuracy,
+)
 
 # The records given to a scorer are already complete (the runner merges every rank's file before
 # scoring on rank 0), so metrics must not wait for the other ranks to join a sync.
@@ -20,66 +29,34 @@ def _pct(value) -> float:
     return round(100 * float(value), 2)
 
 
-def _ids(records):
-    return [r["id"] for r in records]
+def _answers(make: Callable, key: str) -> Callable:
+    """A scorer of predictions against each record's reference answers, reported as `key` (x100)."""
 
+    def scorer(records, extra) -> dict:
+        m = make(extra)
+        m.update(
+            [r["prediction"] for r in records],
+            [r["answers"] for r in records],
+            ids=[r["id"] for r in records],
+        )
+        return {key: _pct(m.compute())}
 
-def exact_match(records, extra) -> dict:
-    from qwenvl.metrics import ExactMatch
-
-    m = ExactMatch(**LOCAL)
-    m.update([r["prediction"] for r in records], [r["answers"] for r in records], ids=_ids(records))
-    return {"acc": _pct(m.compute())}
-
-
-def vqa_acc(records, extra) -> dict:
-    from qwenvl.metrics import VQAAccuracy
-
-    m = VQAAccuracy(mode=extra.get("vqa_mode", "evalai"), **LOCAL)
-    m.update([r["prediction"] for r in records], [r["answers"] for r in records], ids=_ids(records))
-    return {"vqa_acc": _pct(m.compute())}
-
-
-def cider(records, extra) -> dict:
-    from qwenvl.metrics import CIDEr
-
-    m = CIDEr(**LOCAL)
-    m.update([r["prediction"] for r in records], [r["answers"] for r in records], ids=_ids(records))
-    return {"cider": _pct(m.compute())}
+    return scorer
 
 
 def grounding(records, extra) -> dict:
     """Acc@0.5 and mean IoU from the first box in the text; `box_scale: 999` is Qwen-VL's script."""
-    from qwenvl.metrics import GroundingAccuracy
-
     m = GroundingAccuracy(scale=extra.get("box_scale", 1000), **LOCAL)
     sizes = [tuple(r["image_size"]) for r in records]
     targets = [to_pixels(tuple(r["boxes"][0]), w, h) for r, (w, h) in zip(records, sizes, strict=True)]
     # The prompt ends in `<box>`: the generated text continues it.
-    m.update(["<box>" + r["prediction"] for r in records], targets, image_sizes=sizes, ids=_ids(records))
+    ids = [r["id"] for r in records]
+    m.update(["<box>" + r["prediction"] for r in records], targets, image_sizes=sizes, ids=ids)
     out = m.compute()
     return {"acc@0.5": _pct(out["acc@0.5"]), "miou": _pct(out["miou"]), "unparsed": int(out["unparsed"])}
 
 
-def anls(records, extra) -> dict:
-    from qwenvl.metrics import ANLS
-
-    m = ANLS(**LOCAL)
-    m.update([r["prediction"] for r in records], [r["answers"] for r in records], ids=_ids(records))
-    return {"anls": _pct(m.compute())}
-
-
-def relaxed_acc(records, extra) -> dict:
-    from qwenvl.metrics import RelaxedAccuracy
-
-    m = RelaxedAccuracy(**LOCAL)
-    m.update([r["prediction"] for r in records], [r["answers"] for r in records], ids=_ids(records))
-    return {"relaxed_acc": _pct(m.compute())}
-
-
 def cer(records, extra) -> dict:
-    from qwenvl.metrics import CharErrorRate
-
     m = CharErrorRate(**LOCAL)
     m.update([r["prediction"] for r in records], [r["answers"][0] if r["answers"] else "" for r in records])
     return {"cer": round(float(m.compute()), 4)}
@@ -91,12 +68,12 @@ def choice_acc(records, extra) -> dict:
 
 
 SCORERS: dict[str, Callable] = {
-    "exact_match": exact_match,
-    "vqa_acc": vqa_acc,
-    "cider": cider,
+    "exact_match": _answers(lambda extra: ExactMatch(**LOCAL), "acc"),
+    "vqa_acc": _answers(lambda extra: VQAAccuracy(mode=extra.get("vqa_mode", "evalai"), **LOCAL), "vqa_acc"),
+    "cider": _answers(lambda extra: CIDEr(**LOCAL), "cider"),
     "grounding": grounding,
-    "anls": anls,
-    "relaxed_acc": relaxed_acc,
+    "anls": _answers(lambda extra: ANLS(**LOCAL), "anls"),
+    "relaxed_acc": _answers(lambda extra: RelaxedAccuracy(**LOCAL), "relaxed_acc"),
     "cer": cer,
     "choice_acc": choice_acc,
 }

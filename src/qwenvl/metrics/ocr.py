@@ -9,14 +9,13 @@ reference list is missing or empty scores 0 and logs a warning naming its id.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
-from torch import Tensor
 from torchmetrics.text import CharErrorRate, WordErrorRate
 
-from qwenvl.metrics.base import Ids, SampleMetric, as_tensor, mean
-from qwenvl.metrics.text import as_text, as_text_list, collapse_ws, log
+from qwenvl.metrics.answers import AnswerMetric
+from qwenvl.metrics.text import collapse_ws
 
 __all__ = ["ANLS", "CharErrorRate", "ExactMatch", "RelaxedAccuracy", "WordErrorRate"]
 
@@ -70,40 +69,14 @@ def relaxed_match(pred: str, target: str, tolerance: float = 0.05) -> bool:
     return p.lower() == t.lower()
 
 
-class _BestOverReferences(SampleMetric):
-    """Shared update: score = max over references of `self._score(pred, reference)`."""
-
-    higher_is_better = True
+class _BestOverReferences(AnswerMetric):
+    """Score = max over references of `self._score(pred, reference)`."""
 
     def _score(self, pred: str, reference: str) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def update(
-        self,
-        preds: Sequence[str | None],
-        targets: Sequence[str | Sequence[str] | None],
-        ids: Ids = None,
-    ) -> None:
-        if len(preds) != len(targets):
-            raise ValueError(f"{len(preds)} predictions but {len(targets)} targets")
-        keys = self._keys(ids, len(preds))
-        checked = [
-            (key, as_text(p, key), as_text_list(t, key))
-            for key, p, t in zip(keys, preds, targets, strict=True)
-        ]
-        scores = []
-        for key, pred, refs in checked:
-            if not refs:
-                log.warning(
-                    "%s: sample %r has no reference answer; counted as a miss", type(self).__name__, key
-                )
-                scores.append(0.0)
-            else:
-                scores.append(max(self._score(pred, r) for r in refs))
-        self._extend(keys, scores)
-
-    def _compute_records(self, payloads: list[Any]) -> Tensor:
-        return as_tensor(mean(payloads))
+    def _score_sample(self, pred: str, references: list[str]) -> float:
+        return max(self._score(pred, r) for r in references)
 
 
 class ANLS(_BestOverReferences):

@@ -47,10 +47,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from torch import Tensor
-
-from qwenvl.metrics.base import Ids, SampleMetric, as_tensor, mean
-from qwenvl.metrics.text import as_text, as_text_list, log
+from qwenvl.metrics.answers import AnswerMetric
+from qwenvl.metrics.base import mean
 
 CONTRACTIONS = {
     "aint": "ain't",
@@ -256,7 +254,7 @@ def vqa_score(pred: str, answers: Sequence[str], mode: str = "evalai") -> float:
     return mean(min(1.0, (total - m) / 3.0) for m in matches)
 
 
-class VQAAccuracy(SampleMetric):
+class VQAAccuracy(AnswerMetric):
     """Mean VQA accuracy over questions.
 
     Args:
@@ -266,35 +264,11 @@ class VQAAccuracy(SampleMetric):
     list of answer lists (None or [] is a miss, with a warning).
     """
 
-    higher_is_better = True
-
     def __init__(self, mode: str = "evalai", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode = mode
 
-    def update(
-        self,
-        preds: Sequence[str | None],
-        targets: Sequence[Sequence[str] | None],
-        ids: Ids = None,
-    ) -> None:
-        if len(preds) != len(targets):
-            raise ValueError(f"{len(preds)} predictions but {len(targets)} answer lists")
-        keys = self._keys(ids, len(preds))
-        checked = [
-            (key, as_text(p, key), as_text_list(t, key))
-            for key, p, t in zip(keys, preds, targets, strict=True)
-        ]
-        scores = []
-        for key, pred, answers in checked:
-            if not answers:
-                log.warning("VQAAccuracy: sample %r has no answers; counted as a miss", key)
-                scores.append(0.0)
-            else:
-                scores.append(vqa_score(pred, answers, self.mode))
-        self._extend(keys, scores)
-
-    def _compute_records(self, payloads: list[Any]) -> Tensor:
-        return as_tensor(mean(payloads))
+    def _score_sample(self, pred: str, references: list[str]) -> float:
+        return vqa_score(pred, references, self.mode)
