@@ -12,26 +12,29 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
         "qwenvl.cli.pipeline",
         f"hydra.run.dir={tmp_path}",
         "logger=none",
-        "steps.lm=3",
+        "steps.warmup=3",
         "steps.pretrain=3",
         "steps.multitask=3",
         "steps.sft=3",
         "data.batch_size=2",
         "data.val.size=4",
         "eval.limit=4",
+        "eval.gap_tasks=[caption,vqa]",
+        "eval.gap_samples=4",
         "eval.benchmarks=[synthetic_vqa,synthetic_grounding]",
         "callbacks.progress=null",
     ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert list(summary["stages"]) == ["lm", "pretrain", "multitask", "sft"]
+    assert list(summary["stages"]) == ["warmup", "pretrain", "multitask", "sft"]
     for stage in summary["stages"].values():
         assert stage["train/loss_first"] > 0 and stage["val/loss"] > 0
+        assert set(stage) >= {"gap/caption", "gap/vqa"}  # the image gap after every stage
     assert set(summary["evaluation"]["with_images"]) == {"synthetic_vqa", "synthetic_grounding"}
     assert set(summary["evaluation"]["blind"]) == {"synthetic_vqa", "synthetic_grounding"}
     table = (tmp_path / "summary.md").read_text()
-    assert "| sft |" in table and "blind (grey images)" in table
+    assert "| sft |" in table and "blind (grey images)" in table and "gap vqa" in table
     # each stage started from the previous one's checkpoint
     assert (tmp_path / "3_multitask" / "checkpoints" / "last.ckpt").is_file()
 

@@ -7,6 +7,8 @@ from qwenvl.paths import CONF_DIR
 from qwenvl.training.module import QwenVLLitModule
 
 EXPECTED = {
+    "lm": {"encoder": False, "adapter": False, "llm": True},
+    "warmup": {"encoder": True, "adapter": True, "llm": True},
     "pretrain": {"encoder": True, "adapter": True, "llm": False},
     "multitask": {"encoder": True, "adapter": True, "llm": True},
     "sft": {"encoder": False, "adapter": True, "llm": True},

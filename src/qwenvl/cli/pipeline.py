@@ -5,8 +5,9 @@
     qwenvl-pipeline logger=csv                        # without W&B
 
 Overrides apply to every stage. Each stage writes into `<run dir>/<n>_<stage>/`; the summary
-(train loss at the start and end of each stage, validation loss per task) is printed and written
-to `<run dir>/summary.md` and `summary.json`.
+(train loss at the start and end of each stage, validation loss per task, the image gap per task:
+answer loss with grey pictures minus with the pictures, >0 once the model looks) is printed and
+written to `<run dir>/summary.md` and `summary.json`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def stage_overrides(cfg: DictConfig, user: list[str], i: int, stage: str, init_f
 def summarize(results: list[tuple[str, dict]]) -> str:
     """A Markdown table: one row per stage."""
     tasks = sorted({k.removeprefix("val/loss_") for _, m in results for k in m if k.startswith("val/loss_")})
+    gaps = list(dict.fromkeys(k.removeprefix("gap/") for _, m in results for k in m if k.startswith("gap/")))
     head = [
         "stage",
         "steps",
@@ -51,6 +53,7 @@ def summarize(results: list[tuple[str, dict]]) -> str:
         "train loss end",
         "val loss",
         *[f"val {t}" for t in tasks],
+        *[f"gap {t}" for t in gaps],
         "min",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -60,7 +63,8 @@ def summarize(results: list[tuple[str, dict]]) -> str:
             str(m.get("steps", "")),
             *(_f(m.get(k)) for k in ("train/loss_first", "train/loss_last")),
         ]
-        cells += [_f(m.get("val/loss")), *(_f(m.get(f"val/loss_{t}")) for t in tasks), _f(m.get("minutes"))]
+        cells += [_f(m.get("val/loss")), *(_f(m.get(f"val/loss_{t}")) for t in tasks)]
+        cells += [*(_f(m.get(f"gap/{t}")) for t in gaps), _f(m.get("minutes"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -82,6 +86,7 @@ def main(cfg: DictConfig) -> None:
         t0 = time.perf_counter()
         metrics = train(stage_cfg)
         metrics.update(steps=stage_cfg.max_steps, minutes=(time.perf_counter() - t0) / 60)
+        metrics.update(stage_gap(metrics["checkpoint"], cfg.eval, stage_cfg.stage.fmt))
         results.append((stage, metrics))
         init_from = metrics["checkpoint"]
     table = summarize(results)
@@ -92,6 +97,22 @@ def main(cfg: DictConfig) -> None:
     (out / "summary.md").write_text(table + "\n")
     (out / "summary.json").write_text(json.dumps({"stages": dict(results), "evaluation": scores}, indent=2))
     print(f"\n{table}\n\nrun directory: {out}")
+
+
+def stage_gap(ckpt: str, cfg: DictConfig, fmt: str) -> dict[str, float]:
+    """`gap/<task>`: answer loss with grey pictures minus with the pictures (qwenvl.evaluation.image_gap)."""
+    tasks = list(cfg.get("gap_tasks") or [])
+    if not tasks:
+        return {}
+    from qwenvl.evaluation.image_gap import image_gap, synthetic_samples
+    from qwenvl.evaluation.load import load_for_eval
+
+    model, processor = load_for_eval(ckpt)
+    samples = synthetic_samples(tasks, cfg.gap_samples, model.image_size)
+    gaps = image_gap(model, processor, samples, fmt=fmt, batch_size=cfg.batch_size)
+    for task, g in gaps.items():
+        log.info("image gap %s: loss %.3f with pictures, %.3f grey", task, g["loss"], g["loss_blind"])
+    return {f"gap/{task}": g["gap"] for task, g in gaps.items()}
 
 
 def evaluate_final(ckpt: str, cfg: DictConfig, out: Path) -> dict:

@@ -6,9 +6,11 @@
 | multitask | everything        | -       | 448 | plain  |
 | sft       | adapter + LLM     | encoder | 448 | chatml |
 
-Qwen-VL starts from a pretrained LLM. The embedded default has none (nothing is downloaded), so
-its pipeline first runs `lm`: the LLM alone on the synthetic world's text, images dropped. With
-a real `llm.pretrained`, leave it out of `stages`.
+Qwen-VL starts from a pretrained ViT and LLM. The embedded default has neither (nothing is
+downloaded), so its pipeline first runs `warmup`: everything trained on the synthetic world's
+captions and text at 224 px, the stand-in for those checkpoints (a random LLM frozen in
+`pretrain` barely learns to read image tokens). `lm` warms up the LLM alone on text, images
+dropped, for a pretrained encoder with a random LLM. With real weights, leave both out of `stages`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class StageConfig:
     init_from: str | None = None  # the previous stage's checkpoint (.ckpt or save_pretrained dir)
     tasks: list[str] | None = None  # the synthetic world's task mix for this stage (None = all)
     task_weights: list[float] | None = None
-    text_only: bool = False  # drop images (the `lm` warm-up of a randomly initialized LLM)
+    text_only: bool = False  # drop images (`lm`: the text warm-up of a randomly initialized LLM)
 
     def __post_init__(self) -> None:
         unknown = set(self.trainable) - set(PARTS)

@@ -1,0 +1,52 @@
+"""The image gap: answer loss with grey pictures minus with the pictures."""
+
+import copy
+
+import pytest
+import torch
+
+from qwenvl.data.collate import Collator
+from qwenvl.evaluation.image_gap import answer_loss, image_gap, main, synthetic_samples
+
+
+@pytest.fixture(scope="module")
+def samples(model):
+    return synthetic_samples(["caption", "vqa"], 6, model.image_size)
+
+
+def test_answer_loss_is_the_models_token_mean(model, proc, samples):
+    collator = Collator(proc)
+    batch = collator(samples["caption"])
+    with torch.no_grad():
+        expected = model(
+            **{k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "labels")}
+        ).loss
+    # split into uneven batches: still one mean over every answer token
+    assert answer_loss(model, collator, samples["caption"], batch_size=4) == pytest.approx(
+        float(expected), rel=1e-5
+    )
+
+
+def test_a_random_model_reacts_to_the_pictures(model, proc, samples):
+    gaps = image_gap(model, proc, samples)
+    assert set(gaps) == {"caption", "vqa"}
+    for g in gaps.values():
+        assert g["samples"] == 6
+        assert g["gap"] == pytest.approx(g["loss_blind"] - g["loss"])
+        assert g["gap"] != 0  # grey pictures did reach the model
+
+
+def test_a_model_that_ignores_pictures_has_no_gap(model, proc, samples):
+    blind_model = copy.deepcopy(model)
+    with torch.no_grad():
+        blind_model.adapter.proj.zero_()  # every image embedding is 0, whatever the pixels
+    gaps = image_gap(blind_model, proc, samples)
+    for g in gaps.values():
+        assert g["gap"] == pytest.approx(0.0, abs=1e-6)
+    assert not blind_model.training  # left as it was found (eval)
+
+
+def test_cli_reads_a_saved_model(model, tmp_path, capsys):
+    model.save_pretrained(tmp_path / "m")
+    gaps = main([str(tmp_path / "m"), "--tasks", "vqa", "--samples", "3"])
+    assert gaps["vqa"]["samples"] == 3 and '"loss_blind"' in capsys.readouterr().out
