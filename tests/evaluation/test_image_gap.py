@@ -32,8 +32,8 @@ def test_a_random_model_reacts_to_the_pictures(model, proc, samples):
     assert set(gaps) == {"caption", "vqa"}
     for g in gaps.values():
         assert g["samples"] == 6
-        assert g["gap"] == pytest.approx(g["loss_blind"] - g["loss"])
-        assert g["gap"] != 0  # grey pictures did reach the model
+        assert g["gap"] == pytest.approx(g["loss_swapped"] - g["loss"])
+        assert g["gap"] != 0 and g["loss_blind"] != g["loss"]  # other and grey pictures reached it
 
 
 def test_a_model_that_ignores_pictures_has_no_gap(model, proc, samples):
@@ -43,6 +43,7 @@ def test_a_model_that_ignores_pictures_has_no_gap(model, proc, samples):
     gaps = image_gap(blind_model, proc, samples)
     for g in gaps.values():
         assert g["gap"] == pytest.approx(0.0, abs=1e-6)
+        assert g["loss_blind"] == pytest.approx(g["loss"], abs=1e-6)
     assert not blind_model.training  # left as it was found (eval)
 
 
@@ -50,3 +51,13 @@ def test_cli_reads_a_saved_model(model, tmp_path, capsys):
     model.save_pretrained(tmp_path / "m")
     gaps = main([str(tmp_path / "m"), "--tasks", "vqa", "--samples", "3"])
     assert gaps["vqa"]["samples"] == 3 and '"loss_blind"' in capsys.readouterr().out
+
+
+def test_swapping_gives_each_sample_another_picture_of_the_same_count(samples):
+    from qwenvl.evaluation.image_gap import _swapped
+
+    vqa = samples["vqa"]
+    swapped = _swapped(vqa)
+    assert [s.messages for s in swapped] == [s.messages for s in vqa]  # text untouched
+    assert all(s.images[0] is not t.images[0] for s, t in zip(swapped, vqa, strict=True))
+    assert swapped[0].images[0] is vqa[1].images[0] and swapped[-1].images[0] is vqa[0].images[0]

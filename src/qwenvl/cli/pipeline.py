@@ -6,8 +6,8 @@
 
 Overrides apply to every stage. Each stage writes into `<run dir>/<n>_<stage>/`; the summary
 (train loss at the start and end of each stage, validation loss per task, the image gap per task:
-answer loss with grey pictures minus with the pictures, >0 once the model looks) is printed and
-written to `<run dir>/summary.md` and `summary.json`.
+answer loss with other samples' pictures minus with the right ones, > 0 once the model reads them)
+is printed and written to `<run dir>/summary.md` and `summary.json`.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def main(cfg: DictConfig) -> None:
 
 
 def stage_gap(ckpt: str, cfg: DictConfig, fmt: str) -> dict[str, float]:
-    """`gap/<task>`: answer loss with grey pictures minus with the pictures (qwenvl.evaluation.image_gap)."""
+    """`gap/<task>`: answer loss with swapped pictures minus with the right ones (evaluation.image_gap)."""
     tasks = list(cfg.get("gap_tasks") or [])
     if not tasks:
         return {}
@@ -111,7 +111,13 @@ def stage_gap(ckpt: str, cfg: DictConfig, fmt: str) -> dict[str, float]:
     samples = synthetic_samples(tasks, cfg.gap_samples, model.image_size)
     gaps = image_gap(model, processor, samples, fmt=fmt, batch_size=cfg.batch_size)
     for task, g in gaps.items():
-        log.info("image gap %s: loss %.3f with pictures, %.3f grey", task, g["loss"], g["loss_blind"])
+        log.info(
+            "image gap %s: answer loss %.3f with its pictures, %.3f swapped, %.3f grey",
+            task,
+            g["loss"],
+            g["loss_swapped"],
+            g["loss_blind"],
+        )
     return {f"gap/{task}": g["gap"] for task, g in gaps.items()}
 
 

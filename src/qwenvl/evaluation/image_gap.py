@@ -1,10 +1,13 @@
-"""The image gap: how much a model's loss on the reference answers rises when its pictures turn grey.
+"""The image gap: how much a model's loss on the reference answers rises without the right pictures.
 
 A benchmark score moves only once the model's argmax answer flips; the teacher-forced loss of the
-reference answer moves as soon as the model takes anything from the pixels. So the gap
-`loss_blind - loss` (nats per answer token) is the early signal that a model has started to look,
-and 0 (or below) says it answers from the text alone. Grey pictures are the blind control of
-`qwenvl-eval blind=true`.
+reference answer moves as soon as the model takes anything from the pixels. Two controls:
+
+- `loss_swapped`: each sample shown another sample's pictures (same count, in-distribution). The
+  gap `loss_swapped - loss` (nats per answer token) is what the right pictures are worth: > 0 once
+  the model reads them, ~0 while it answers from the text alone.
+- `loss_blind`: grey pictures, the blind control of `qwenvl-eval blind=true`. Grey is out of
+  distribution, so this loss can also rise (or fall) for a model that reads nothing useful.
 
     python -m qwenvl.evaluation.image_gap CKPT --tasks caption,vqa --samples 64
 """
@@ -29,6 +32,22 @@ def _blind(sample: Sample, processor: QwenVLProcessor) -> Sample:
     grey = copy.copy(sample)
     grey.images = [_grey(processor.load_image(im)) for im in sample.images]
     return grey
+
+
+def _swapped(samples: Sequence[Sample]) -> list[Sample]:
+    """Each sample with the pictures of the next sample that shows as many (cyclically).
+
+    A sample with no partner (the only one with its picture count) keeps its own pictures, so it
+    adds nothing to the gap rather than an error.
+    """
+    out = []
+    for i, s in enumerate(samples):
+        order = [*samples[i + 1 :], *samples[:i]]
+        donor = next((d for d in order if len(d.images) == len(s.images)), s)
+        swapped = copy.copy(s)
+        swapped.images = list(donor.images)
+        out.append(swapped)
+    return out
 
 
 @torch.no_grad()
@@ -59,7 +78,7 @@ def image_gap(
     fmt: str = "plain",
     batch_size: int = 16,
 ) -> dict[str, dict[str, float]]:
-    """{task: {loss, loss_blind, gap, samples}}: answer loss with the pictures and with grey ones."""
+    """{task: {loss, loss_swapped, loss_blind, gap, samples}}; gap = loss_swapped - loss."""
     was_training = model.training
     model.eval()
     collator = Collator(processor, fmt=fmt)
@@ -67,8 +86,15 @@ def image_gap(
     try:
         for task, samples in samples_by_task.items():
             seen = answer_loss(model, collator, samples, batch_size)
+            swapped = answer_loss(model, collator, _swapped(samples), batch_size)
             blind = answer_loss(model, collator, [_blind(s, processor) for s in samples], batch_size)
-            out[task] = {"loss": seen, "loss_blind": blind, "gap": blind - seen, "samples": len(samples)}
+            out[task] = {
+                "loss": seen,
+                "loss_swapped": swapped,
+                "loss_blind": blind,
+                "gap": swapped - seen,
+                "samples": len(samples),
+            }
     finally:
         model.train(was_training)
     return out
