@@ -23,14 +23,14 @@ import torch
 
 from qwenvl.data.collate import Collator
 from qwenvl.data.sample import Sample
-from qwenvl.evaluation.runner import _grey
+from qwenvl.evaluation.runner import grey_like
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.processor import QwenVLProcessor
 
 
 def _blind(sample: Sample, processor: QwenVLProcessor) -> Sample:
     grey = copy.copy(sample)
-    grey.images = [_grey(processor.load_image(im)) for im in sample.images]
+    grey.images = [grey_like(processor.load_image(im)) for im in sample.images]
     return grey
 
 

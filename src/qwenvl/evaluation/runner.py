@@ -144,7 +144,7 @@ def _generate(model, processor, bench: Benchmark, samples: list, blind: bool = F
     for x in samples:
         try:
             images = [
-                _grey(processor.load_image(im)) if blind else processor.load_image(im) for im in x.images
+                grey_like(processor.load_image(im)) if blind else processor.load_image(im) for im in x.images
             ]
             ok.append((x, images))
         except Exception as e:  # a bad image costs one sample, never the evaluation
@@ -173,7 +173,7 @@ def _generate(model, processor, bench: Benchmark, samples: list, blind: bool = F
     return out
 
 
-def _grey(image: Image.Image) -> Image.Image:
+def grey_like(image: Image.Image) -> Image.Image:
     """The blind control: same size, no content. A model that scores as well blind ignores pixels."""
     return Image.new("RGB", image.size, (128, 128, 128))
 
