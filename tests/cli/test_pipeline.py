@@ -30,7 +30,7 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
     assert list(summary["stages"]) == ["warmup", "pretrain", "multitask", "sft"]
     for stage in summary["stages"].values():
         assert stage["train/loss_first"] > 0 and stage["val/loss"] > 0
-        assert set(stage) >= {"gap/caption", "gap/vqa"}  # the image gap after every stage
+        assert set(stage) >= {"gap/caption", "gap/vqa", "gap/caption:colour", "gap/caption:shape"}
     assert set(summary["evaluation"]["with_images"]) == {"synthetic_vqa", "synthetic_grounding"}
     assert set(summary["evaluation"]["blind"]) == {"synthetic_vqa", "synthetic_grounding"}
     table = (tmp_path / "summary.md").read_text()

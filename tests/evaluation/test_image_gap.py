@@ -61,3 +61,34 @@ def test_swapping_gives_each_sample_another_picture_of_the_same_count(samples):
     assert [s.messages for s in swapped] == [s.messages for s in vqa]  # text untouched
     assert all(s.images[0] is not t.images[0] for s, t in zip(swapped, vqa, strict=True))
     assert swapped[0].images[0] is vqa[1].images[0] and swapped[-1].images[0] is vqa[0].images[0]
+
+
+def test_word_classes_hold_the_first_token_of_each_colour_and_shape_word(proc):
+    from qwenvl.evaluation.image_gap import synthetic_word_classes
+
+    classes = synthetic_word_classes(proc)
+    tok = proc.tokenizer
+    assert tok.encode_text(" red")[0] in classes["colour"] and tok.encode_text(" star")[0] in classes["shape"]
+    assert tok.encode_text(" crosses")[0] in classes["shape"]
+    assert not classes["colour"] & classes["shape"]
+    assert tok.encode_text(" and")[0] not in classes["colour"] | classes["shape"]
+
+
+def test_gaps_per_word_class_are_measured_on_those_tokens_alone(model, proc, samples):
+    from qwenvl.evaluation.image_gap import answer_losses, synthetic_word_classes
+
+    classes = synthetic_word_classes(proc)
+    collator = Collator(proc)
+    losses = answer_losses(model, collator, samples["caption"], 4, classes)
+    # every English caption names a colour and a shape for each object group
+    assert losses["colour"][1] >= 6 and losses["shape"][1] >= 6
+    assert losses["colour"][1] + losses["shape"][1] < losses["all"][1]
+    gaps = image_gap(model, proc, samples, classes=classes)
+    assert gaps["caption"]["tokens_colour"] == losses["colour"][1]
+    assert gaps["caption"]["gap_colour"] != 0 and gaps["caption"]["gap_shape"] != 0
+    blind_model = copy.deepcopy(model)
+    with torch.no_grad():
+        blind_model.adapter.proj.zero_()
+    blind = image_gap(blind_model, proc, samples, classes=classes)
+    assert blind["caption"]["gap_shape"] == pytest.approx(0.0, abs=1e-6)
+    assert blind["caption"]["gap_colour"] == pytest.approx(0.0, abs=1e-6)

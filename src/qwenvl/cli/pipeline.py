@@ -100,25 +100,33 @@ def main(cfg: DictConfig) -> None:
 
 
 def stage_gap(ckpt: str, cfg: DictConfig, fmt: str) -> dict[str, float]:
-    """`gap/<task>`: answer loss with swapped pictures minus with the right ones (evaluation.image_gap)."""
+    """`gap/<task>`: answer loss with swapped pictures minus with the right ones (evaluation.image_gap);
+    `gap/<task>:colour` and `gap/<task>:shape` the same over colour and shape words alone."""
     tasks = list(cfg.get("gap_tasks") or [])
     if not tasks:
         return {}
-    from qwenvl.evaluation.image_gap import image_gap, synthetic_samples
+    from qwenvl.evaluation.image_gap import image_gap, synthetic_samples, synthetic_word_classes
     from qwenvl.evaluation.load import load_for_eval
 
     model, processor = load_for_eval(ckpt)
     samples = synthetic_samples(tasks, cfg.gap_samples, model.image_size)
-    gaps = image_gap(model, processor, samples, fmt=fmt, batch_size=cfg.batch_size)
+    classes = synthetic_word_classes(processor)
+    gaps = image_gap(model, processor, samples, fmt=fmt, batch_size=cfg.batch_size, classes=classes)
+    out = {}
     for task, g in gaps.items():
+        by_class = ", ".join(f"{c} {g[f'gap_{c}']:.3f}" for c in classes if f"gap_{c}" in g)
         log.info(
-            "image gap %s: answer loss %.3f with its pictures, %.3f swapped, %.3f grey",
+            "image gap %s: answer loss %.3f with its pictures, %.3f swapped, %.3f grey%s",
             task,
             g["loss"],
             g["loss_swapped"],
             g["loss_blind"],
+            f"; gap on {by_class}" if by_class else "",
         )
-    return {f"gap/{task}": g["gap"] for task, g in gaps.items()}
+        out[f"gap/{task}"] = g["gap"]
+        # Colour and shape words of the answers apart: a gap from colours alone is not binding.
+        out.update({f"gap/{task}:{c}": g[f"gap_{c}"] for c in classes if f"gap_{c}" in g})
+    return out
 
 
 def evaluate_final(ckpt: str, cfg: DictConfig, out: Path) -> dict:
