@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from qwenvl.data.collate import Collator
-from qwenvl.evaluation.image_gap import answer_loss, image_gap, main, synthetic_samples
+from qwenvl.evaluation.image_gap import answer_losses, image_gap, main, synthetic_samples
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def test_answer_loss_is_the_models_token_mean(model, proc, samples):
             **{k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "labels")}
         ).loss
     # split into uneven batches: still one mean over every answer token
-    assert answer_loss(model, collator, samples["caption"], batch_size=4) == pytest.approx(
+    assert answer_losses(model, collator, samples["caption"], batch_size=4)["all"][0] == pytest.approx(
         float(expected), rel=1e-5
     )
 
@@ -75,7 +75,7 @@ def test_word_classes_hold_the_first_token_of_each_colour_and_shape_word(proc):
 
 
 def test_gaps_per_word_class_are_measured_on_those_tokens_alone(model, proc, samples):
-    from qwenvl.evaluation.image_gap import answer_losses, synthetic_word_classes
+    from qwenvl.evaluation.image_gap import synthetic_word_classes
 
     classes = synthetic_word_classes(proc)
     collator = Collator(proc)

@@ -1,8 +1,5 @@
 """DDP and FSDP2 with 2 CPU processes over gloo, launched the way a user launches them."""
 
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -20,28 +17,21 @@ COMMON = [
 ]
 
 
-def _train(out, *extra):
-    cmd = [sys.executable, "-m", "qwenvl.cli.train", f"hydra.run.dir={out}", *COMMON, *extra]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=out.parent)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    return r
-
-
 @pytest.mark.slow
-def test_ddp_two_processes(tmp_path):
-    _train(tmp_path / "ddp", "trainer=ddp", "max_steps=3")
+def test_ddp_two_processes(tmp_path, train_cli):
+    train_cli(tmp_path / "ddp", *COMMON, "trainer=ddp", "max_steps=3")
     ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert ckpt["global_step"] == 3
 
 
 @pytest.mark.slow
-def test_fsdp2_two_processes_saves_and_resumes_sharded_checkpoints(tmp_path):
+def test_fsdp2_two_processes_saves_and_resumes_sharded_checkpoints(tmp_path, train_cli):
     out = tmp_path / "fsdp"
-    r = _train(out, "trainer=fsdp", "max_steps=2", "checkpoint_every=2")
+    r = train_cli(out, *COMMON, "trainer=fsdp", "max_steps=2", "checkpoint_every=2")
     assert "FSDP2: 6 units sharded over 2 ranks (rank 0)" in r.stdout  # 3 encoder blocks, 2 LLM layers, root
     assert "(rank 1)" in r.stdout
     last = out / "checkpoints" / "last.ckpt"
     assert last.is_dir() and len(list(last.glob("*.distcp"))) == 2  # one shard per rank
-    r = _train(out, "trainer=fsdp", "max_steps=4", "checkpoint_every=2", "ckpt_path=last")
+    r = train_cli(out, *COMMON, "trainer=fsdp", "max_steps=4", "checkpoint_every=2", "ckpt_path=last")
     meta = torch.load(last / "meta.pt", weights_only=True, map_location="cpu")
     assert meta["global_step"] == 4

@@ -5,8 +5,6 @@ Every test here is marked `gpu` and skipped, visibly, without a CUDA device (tes
 
 import csv
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,7 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from qwenvl import QwenVLModel
 from qwenvl.cli import bench
-from qwenvl.models import ResamplerConfig
+from qwenvl.models import LLMConfig, ResamplerConfig
 from qwenvl.paths import CONF_DIR
 
 pytestmark = pytest.mark.gpu
@@ -31,13 +29,6 @@ COMMON = [
 ]
 
 
-def _train(out, *extra):
-    cmd = [sys.executable, "-m", "qwenvl.cli.train", f"hydra.run.dir={out}", *COMMON, *extra]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=out.parent)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
-    return r
-
-
 def _batch(model, device):
     """Two rows of `<img>` pads then supervised random text, on `device`."""
     tok = bench.load_tokenizer(None)
@@ -49,11 +40,16 @@ def test_llm_attention_is_sdpa_and_matches_eager_on_cuda():
     torch.manual_seed(0)
     model = QwenVLModel.from_config(adapter=ResamplerConfig(num_queries=16)).cuda().eval()
     assert model.llm.config._attn_implementation == "sdpa"
+    # The same weights built with eager attention through the config, as `llm.attn_implementation=eager`
+    reference = QwenVLModel.from_config(
+        adapter=ResamplerConfig(num_queries=16), llm=LLMConfig(attn_implementation="eager")
+    )
+    reference.load_state_dict(model.state_dict())
+    reference = reference.cuda().eval()
     batch = _batch(model, "cuda")
     with torch.no_grad():
         sdpa = model(**batch).loss.item()
-        model.llm.config._attn_implementation = "eager"
-        eager = model(**batch).loss.item()
+        eager = reference(**batch).loss.item()
     assert math.isfinite(sdpa) and abs(sdpa - eager) < 1e-3 * abs(eager)
 
 
@@ -69,9 +65,9 @@ def test_bf16_autocast_loss_is_close_to_float32():
     assert abs(out.loss.item() - fp32) < 0.02 * fp32
 
 
-def test_gpu_trainer_accumulates_to_the_global_batch_and_logs_mfu(tmp_path):
+def test_gpu_trainer_accumulates_to_the_global_batch_and_logs_mfu(tmp_path, train_cli):
     out = tmp_path / "gpu"
-    _train(out, "trainer=gpu", "logger=csv", "max_steps=6", "trainer.accumulate_grad_batches=2",
+    train_cli(out, *COMMON, "trainer=gpu", "logger=csv", "max_steps=6", "trainer.accumulate_grad_batches=2",
            "trainer.log_every_n_steps=1")  # fmt: skip
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert ckpt["global_step"] == 6  # optimizer steps: 12 micro-batches of 4 at accumulation 2
@@ -83,9 +79,9 @@ def test_gpu_trainer_accumulates_to_the_global_batch_and_logs_mfu(tmp_path):
     assert loss and all(math.isfinite(v) for v in loss)
 
 
-def test_fsdp2_on_one_gpu_in_bf16_saves_a_sharded_checkpoint(tmp_path):
+def test_fsdp2_on_one_gpu_in_bf16_saves_a_sharded_checkpoint(tmp_path, train_cli):
     out = tmp_path / "fsdp"
-    r = _train(out, "trainer=fsdp", "trainer.accelerator=gpu", "trainer.devices=1", "logger=none",
+    r = train_cli(out, *COMMON, "trainer=fsdp", "trainer.accelerator=gpu", "trainer.devices=1", "logger=none",
                "parallel.param_dtype=bf16", "max_steps=2", "checkpoint_every=2")  # fmt: skip
     assert "FSDP2: 6 units sharded over 1 ranks" in r.stdout + r.stderr
     last = out / "checkpoints" / "last.ckpt"

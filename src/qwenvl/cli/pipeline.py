@@ -114,18 +114,18 @@ def stage_gap(ckpt: str, cfg: DictConfig, fmt: str) -> dict[str, float]:
     gaps = image_gap(model, processor, samples, fmt=fmt, batch_size=cfg.batch_size, classes=classes)
     out = {}
     for task, g in gaps.items():
-        by_class = ", ".join(f"{c} {g[f'gap_{c}']:.3f}" for c in classes if f"gap_{c}" in g)
+        # Colour and shape words of the answers apart: a gap from colours alone reads no shapes.
+        per_class = {c: g[f"gap_{c}"] for c in classes if f"gap_{c}" in g}
         log.info(
             "image gap %s: answer loss %.3f with its pictures, %.3f swapped, %.3f grey%s",
             task,
             g["loss"],
             g["loss_swapped"],
             g["loss_blind"],
-            f"; gap on {by_class}" if by_class else "",
+            "; gap on " + ", ".join(f"{c} {v:.3f}" for c, v in per_class.items()) if per_class else "",
         )
         out[f"gap/{task}"] = g["gap"]
-        # Colour and shape words of the answers apart: a gap from colours alone is not binding.
-        out.update({f"gap/{task}:{c}": g[f"gap_{c}"] for c in classes if f"gap_{c}" in g})
+        out.update({f"gap/{task}:{c}": v for c, v in per_class.items()})
     return out
 
 

@@ -112,13 +112,6 @@ def answer_losses(
     return {n: (total[n] / count[n] if count[n] else float("nan"), count[n]) for n in total}
 
 
-def answer_loss(
-    model: QwenVLModel, collator: Collator, samples: Sequence[Sample], batch_size: int = 16
-) -> float:
-    """Mean loss per supervised token (nats) over `samples`, every token weighted equally."""
-    return answer_losses(model, collator, samples, batch_size)["all"][0]
-
-
 def image_gap(
     model: QwenVLModel,
     processor: QwenVLProcessor,
