@@ -12,6 +12,7 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
         "qwenvl.cli.pipeline",
         f"hydra.run.dir={tmp_path}",
         "logger=none",
+        "steps.objects=3",
         "steps.warmup=3",
         "steps.pretrain=3",
         "steps.multitask=3",
@@ -27,16 +28,20 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert list(summary["stages"]) == ["warmup", "pretrain", "multitask", "sft"]
-    for stage in summary["stages"].values():
+    assert list(summary["stages"]) == ["objects", "warmup", "pretrain", "multitask", "sft"]
+    for name, stage in summary["stages"].items():
         assert stage["train/loss_first"] > 0 and stage["val/loss"] > 0
-        assert set(stage) >= {"gap/caption", "gap/vqa", "gap/caption:colour", "gap/caption:shape"}
+        if name == "objects":  # the encoder alone: accuracies on object maps, no answers to gap
+            assert "val/acc_shape" in stage and not any(k.startswith("gap/") for k in stage)
+        else:
+            assert set(stage) >= {"gap/caption", "gap/vqa", "gap/caption:colour", "gap/caption:shape"}
     assert set(summary["evaluation"]["with_images"]) == {"synthetic_vqa", "synthetic_grounding"}
     assert set(summary["evaluation"]["blind"]) == {"synthetic_vqa", "synthetic_grounding"}
     table = (tmp_path / "summary.md").read_text()
     assert "| sft |" in table and "blind (grey images)" in table and "gap vqa" in table
+    assert "| objects |" in table and "val acc shape" in table
     # each stage started from the previous one's checkpoint
-    assert (tmp_path / "3_multitask" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "4_multitask" / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_wandb_offline_run_holds_the_logged_metrics(tmp_path):

@@ -2,6 +2,9 @@ import subprocess
 import sys
 
 import pytest
+from hydra import compose, initialize_config_dir
+
+from qwenvl.paths import CONF_DIR
 
 
 @pytest.fixture
@@ -15,3 +18,25 @@ def train_cli():
         return r
 
     return run
+
+
+@pytest.fixture
+def compose_train():
+    """The `train` config for a quick in-process run into `out`: no logger, small batches and queries."""
+
+    def make(out, *overrides, batch_size: int = 2, val_size: int = 4):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(
+                config_name="train",
+                overrides=[
+                    "logger=none",
+                    "callbacks=none",
+                    f"paths.output_dir={out}",
+                    f"data.batch_size={batch_size}",
+                    f"data.val.size={val_size}",
+                    "adapter.num_queries=16",
+                    *overrides,
+                ],
+            )
+
+    return make

@@ -1,39 +1,21 @@
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from qwenvl.cli.train import build, train
-from qwenvl.paths import CONF_DIR
 from qwenvl.training.module import QwenVLLitModule
 
 EXPECTED = {
     "lm": {"encoder": False, "adapter": False, "llm": True},
-    "warmup": {"encoder": True, "adapter": True, "llm": True},
+    "warmup": {"encoder": False, "adapter": True, "llm": True},
     "pretrain": {"encoder": True, "adapter": True, "llm": False},
     "multitask": {"encoder": True, "adapter": True, "llm": True},
     "sft": {"encoder": False, "adapter": True, "llm": True},
 }
 
 
-def _cfg(tmp_path, *overrides):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(
-            config_name="train",
-            overrides=[
-                "logger=none",
-                "callbacks=none",
-                f"paths.output_dir={tmp_path}",
-                "data.batch_size=2",
-                "data.val.size=4",
-                "adapter.num_queries=16",
-                *overrides,
-            ],
-        )
-
-
 @pytest.mark.parametrize("stage", list(EXPECTED))
-def test_freezing_rules_give_grads_and_optimizer_state_only_to_trained_parts(tmp_path, stage):
-    module, datamodule, _ = build(_cfg(tmp_path, f"stage={stage}", "stage.image_size=224"))
+def test_freezing_rules_give_grads_and_optimizer_state_only_to_trained_parts(tmp_path, stage, compose_train):
+    module, datamodule, _ = build(compose_train(tmp_path, f"stage={stage}", "stage.image_size=224"))
     batch = next(iter(datamodule.train_dataloader()))
     loss = module(batch).loss
     loss.backward()
@@ -46,8 +28,8 @@ def test_freezing_rules_give_grads_and_optimizer_state_only_to_trained_parts(tmp
         assert all((id(p) in in_opt) == trained for p in params), part
 
 
-def test_no_weight_decay_on_norms_biases_embeddings_and_queries(tmp_path):
-    module, _, _ = build(_cfg(tmp_path, "stage=multitask", "stage.image_size=224"))
+def test_no_weight_decay_on_norms_biases_embeddings_and_queries(tmp_path, compose_train):
+    module, _, _ = build(compose_train(tmp_path, "stage=multitask", "stage.image_size=224"))
     opt = module.configure_optimizers()["optimizer"]
     names = {id(p): n for n, p in module.model.named_parameters()}
     no_decay = [names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]]
@@ -58,21 +40,21 @@ def test_no_weight_decay_on_norms_biases_embeddings_and_queries(tmp_path):
 
 
 @pytest.mark.parametrize("stage", list(EXPECTED))
-def test_each_stage_runs_a_few_steps(tmp_path, stage):
+def test_each_stage_runs_a_few_steps(tmp_path, stage, compose_train):
     metrics = train(
-        _cfg(tmp_path, f"stage={stage}", "max_steps=2", "stage.image_size=224", "callbacks=default")
+        compose_train(tmp_path, f"stage={stage}", "max_steps=2", "stage.image_size=224", "callbacks=default")
     )
     assert metrics["val/loss"] > 0 and (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_init_from_across_a_resolution_change(tmp_path):
-    first = train(_cfg(tmp_path / "s1", "stage=pretrain", "max_steps=1", "callbacks=default"))
+def test_init_from_across_a_resolution_change(tmp_path, compose_train):
+    first = train(compose_train(tmp_path / "s1", "stage=pretrain", "max_steps=1", "callbacks=default"))
     ckpt = torch.load(
         first["checkpoint"], weights_only=True, map_location="cpu"
     )  # loads without unpickling code
     pos224 = ckpt["state_dict"]["model.encoder.positional_embedding"]
     assert pos224.shape[0] == 8 * 8  # the tiny encoder: 28-px patches
-    cfg = _cfg(tmp_path / "s2", "stage=multitask", f"stage.init_from={first['checkpoint']}")
+    cfg = compose_train(tmp_path / "s2", "stage=multitask", f"stage.init_from={first['checkpoint']}")
     module = QwenVLLitModule(**{k: cfg[k] for k in ("encoder", "adapter", "llm", "stage")})
     pos448 = module.model.encoder.positional_embedding
     assert pos448.shape[0] == 16 * 16

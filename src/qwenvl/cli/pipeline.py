@@ -1,12 +1,15 @@
 """qwenvl-pipeline: stage 1 -> 2 -> 3 on one config, each stage starting from the last, then a summary.
 
+On the embedded default, `objects` and `warmup` come first: stand-ins for pretrained weights.
+
     qwenvl-pipeline                                   # tiny model, synthetic world, CPU
     qwenvl-pipeline adapter.num_queries=64 steps.multitask=400
     qwenvl-pipeline logger=csv                        # without W&B
 
 Overrides apply to every stage. Each stage writes into `<run dir>/<n>_<stage>/`; the summary
 (train loss at the start and end of each stage, validation loss per task, the image gap per task:
-answer loss with other samples' pictures minus with the right ones, > 0 once the model reads them)
+answer loss with other samples' pictures minus with the right ones, > 0 once the model reads them;
+for the encoder's `objects` stage, its accuracies on the validation object maps)
 is printed and written to `<run dir>/summary.md` and `summary.json`.
 """
 
@@ -46,6 +49,10 @@ def summarize(results: list[tuple[str, dict]]) -> str:
     """A Markdown table: one row per stage."""
     tasks = sorted({k.removeprefix("val/loss_") for _, m in results for k in m if k.startswith("val/loss_")})
     gaps = list(dict.fromkeys(k.removeprefix("gap/") for _, m in results for k in m if k.startswith("gap/")))
+    # The `objects` stage's accuracies on its validation maps (shape, colour, char, background cells).
+    accs = list(
+        dict.fromkeys(k.removeprefix("val/") for _, m in results for k in m if k.startswith("val/acc_"))
+    )
     head = [
         "stage",
         "steps",
@@ -54,6 +61,7 @@ def summarize(results: list[tuple[str, dict]]) -> str:
         "val loss",
         *[f"val {t}" for t in tasks],
         *[f"gap {t}" for t in gaps],
+        *[f"val {a.replace('_', ' ')}" for a in accs],
         "min",
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -64,7 +72,8 @@ def summarize(results: list[tuple[str, dict]]) -> str:
             *(_f(m.get(k)) for k in ("train/loss_first", "train/loss_last")),
         ]
         cells += [_f(m.get("val/loss")), *(_f(m.get(f"val/loss_{t}")) for t in tasks)]
-        cells += [*(_f(m.get(f"gap/{t}")) for t in gaps), _f(m.get("minutes"))]
+        cells += [*(_f(m.get(f"gap/{t}")) for t in gaps), *(_f(m.get(f"val/{a}")) for a in accs)]
+        cells.append(_f(m.get("minutes")))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -86,7 +95,10 @@ def main(cfg: DictConfig) -> None:
         t0 = time.perf_counter()
         metrics = train(stage_cfg)
         metrics.update(steps=stage_cfg.max_steps, minutes=(time.perf_counter() - t0) / 60)
-        metrics.update(stage_gap(metrics["checkpoint"], cfg.eval, stage_cfg.stage.fmt))
+        if (
+            stage_cfg.stage.get("objective", "lm") == "lm"
+        ):  # before any language stage there is nothing to answer with
+            metrics.update(stage_gap(metrics["checkpoint"], cfg.eval, stage_cfg.stage.fmt))
         results.append((stage, metrics))
         init_from = metrics["checkpoint"]
     table = summarize(results)

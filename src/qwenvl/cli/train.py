@@ -18,10 +18,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from qwenvl.data.object_datamodule import ObjectMapDataModule
 from qwenvl.paths import CONF_DIR
 from qwenvl.training.callbacks import LossHistory, PreemptionCheckpoint
 from qwenvl.training.checkpoint_io import AtomicCheckpointIO
 from qwenvl.training.module import QwenVLLitModule
+from qwenvl.training.object_maps import ObjectMapModule
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +34,9 @@ def _container(node) -> dict:
 
 def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Trainer]:
     """Module, data and trainer from a composed config. Fails before any work on a bad config."""
-    module = QwenVLLitModule(
+    objective = cfg.stage.get("objective", "lm")
+    module_class = ObjectMapModule if objective == "object_maps" else QwenVLLitModule
+    module = module_class(
         encoder=_container(cfg.encoder),
         adapter=_container(cfg.adapter),
         llm=_container(cfg.llm),
@@ -41,7 +45,10 @@ def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Tr
         max_steps=cfg.max_steps,
         parallel=_container(cfg.get("parallel") or {}),
     )
-    datamodule = instantiate(cfg.data, processor=module.processor)
+    if objective == "object_maps":
+        datamodule = object_map_data(cfg, module)
+    else:
+        datamodule = instantiate(cfg.data, processor=module.processor)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks += [LossHistory(), PreemptionCheckpoint(Path(cfg.paths.output_dir) / "checkpoints")]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
@@ -49,6 +56,26 @@ def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Tr
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
     return module, datamodule, trainer
+
+
+def object_map_data(cfg: DictConfig, module: ObjectMapModule) -> ObjectMapDataModule:
+    """The `objects` stage's pictures and maps: the synthetic world's, with `data`'s batch settings."""
+    target = str(OmegaConf.select(cfg, "data.train._target_", default=""))
+    if not target.endswith("SyntheticWorld"):
+        raise ValueError(
+            f"stage={cfg.stage.name} (objective object_maps) learns from the synthetic world's object "
+            f"maps, but data.train is {target or 'not set'}; use data=synthetic for this stage, or "
+            f"leave it out of `stages` when the encoder is pretrained (encoder.checkpoint=PATH)"
+        )
+    return ObjectMapDataModule(
+        module.processor,
+        patch_size=module.model.encoder.config.patch_size,
+        cells=module.object_head.cells,
+        seed=cfg.seed,
+        batch_size=cfg.data.batch_size,
+        num_workers=cfg.data.num_workers,
+        val_size=cfg.data.val.size,
+    )
 
 
 def _resolve_ckpt(cfg: DictConfig) -> str | None:

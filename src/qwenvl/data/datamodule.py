@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from qwenvl.data.collate import Collator
 from qwenvl.data.robust import Guarded, GuardedStream
 from qwenvl.data.sample import Message, Sample
-from qwenvl.data.sampler import ResumableSampler
+from qwenvl.data.sampler import ResumableSampler, resumable_loader
 from qwenvl.processor import QwenVLProcessor
 
 
@@ -76,17 +76,10 @@ class QwenVLDataModule(L.LightningDataModule):
             )
         guarded = Guarded(dataset, encode, self.on_error)
         self._guards.append(guarded)
-        sampler = ResumableSampler(len(guarded), self.seed, shuffle)  # shards across ranks itself
+        loader = resumable_loader(guarded, self.batch_size, self.num_workers, self.seed, shuffle, collator)
         if shuffle:
-            self.train_sampler = sampler  # the training module fast-forwards it on resume
-        return DataLoader(
-            guarded,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=collator,
-            persistent_workers=self.num_workers > 0,
-        )
+            self.train_sampler = loader.sampler  # the training module fast-forwards it on resume
+        return loader
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

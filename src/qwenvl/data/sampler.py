@@ -6,7 +6,7 @@ import math
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 def _rank_world() -> tuple[int, int]:
@@ -50,3 +50,17 @@ class ResumableSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return math.ceil(self.size / _rank_world()[1])
+
+
+def resumable_loader(
+    dataset: Dataset, batch_size: int, num_workers: int, seed: int, shuffle: bool, collate_fn=None
+) -> DataLoader:
+    """A DataLoader in ResumableSampler order; `loader.sampler` is the sampler to fast-forward on resume."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=ResumableSampler(len(dataset), seed, shuffle),  # shards across ranks itself
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        persistent_workers=num_workers > 0,
+    )

@@ -113,8 +113,8 @@ class QwenVLLitModule(L.LightningModule):
 
     def configure_optimizers(self):
         s = self.stage
-        opt, sched = build_optimizer(
-            self.model, s.lr, s.weight_decay, s.betas, s.warmup_steps, self.max_steps, s.min_lr_ratio
+        opt, sched = build_optimizer(  # over the whole module: a stage's own head learns too
+            self, s.lr, s.weight_decay, s.betas, s.warmup_steps, self.max_steps, s.min_lr_ratio
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

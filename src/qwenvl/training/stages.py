@@ -7,10 +7,12 @@
 | sft       | adapter + LLM     | encoder | 448 | chatml |
 
 Qwen-VL starts from a pretrained ViT and LLM. The embedded default has neither (nothing is
-downloaded), so its pipeline first runs `warmup`: everything trained on the synthetic world's
-captions and text at 224 px, the stand-in for those checkpoints (a random LLM frozen in
-`pretrain` barely learns to read image tokens). `lm` warms up the LLM alone on text, images
-dropped, for a pretrained encoder with a random LLM. With real weights, leave both out of `stages`.
+downloaded), so its pipeline first runs two stand-ins for those checkpoints: `objects`, the
+encoder alone learning the synthetic world's object maps (which shape, colour and character
+covers each cell of each patch; training/object_maps.py), then `warmup`: adapter and LLM on the
+world's captions and text at 224 px (a random LLM frozen in `pretrain` barely learns to read image
+tokens). `lm` warms up the LLM alone on text, images dropped, for a pretrained encoder with a
+random LLM. With real weights, leave these out of `stages`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 PARTS = ("encoder", "adapter", "llm")
+OBJECTIVES = ("lm", "object_maps")
 
 
 @dataclass
@@ -41,11 +44,16 @@ class StageConfig:
     tasks: list[str] | None = None  # the synthetic world's task mix for this stage (None = all)
     task_weights: list[float] | None = None
     text_only: bool = False  # drop images (`lm`: the text warm-up of a randomly initialized LLM)
+    # What the stage learns from: `lm` next-token loss on text (every Qwen-VL stage), or
+    # `object_maps`: the encoder alone on the synthetic world's object maps (`objects`).
+    objective: str = "lm"
 
     def __post_init__(self) -> None:
         unknown = set(self.trainable) - set(PARTS)
         if unknown:
             raise ValueError(f"stage.trainable has unknown parts {sorted(unknown)}; parts are {PARTS}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"stage.objective={self.objective!r}; expected one of {OBJECTIVES}")
         self.trainable = {p: bool(self.trainable.get(p, True)) for p in PARTS}
         self.betas = tuple(self.betas)
 

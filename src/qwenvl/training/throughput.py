@@ -30,6 +30,10 @@ class Throughput(L.Callback):
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize()
         dt = max(time.perf_counter() - self._t0, 1e-9)
+        if "input_ids" not in batch:  # an encoder-only stage (`objects`): pictures, no tokens
+            n = len(batch["pixel_values"])
+            pl_module.log("perf/samples_per_s", n / dt, batch_size=n)
+            return
         rows, seq = batch["input_ids"].shape
         samples = len(batch["tasks"])
         tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else rows * seq

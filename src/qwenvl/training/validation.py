@@ -36,8 +36,8 @@ class BenchmarkValidation(L.Callback):
         )
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or not self.benchmarks:
-            return
+        if trainer.sanity_checking or not self.benchmarks or pl_module.stage.objective != "lm":
+            return  # nothing to answer with before a stage that trains the language side
         try:
             self._validate(trainer, pl_module)
         except Exception:  # a report must never end the training run it reports on

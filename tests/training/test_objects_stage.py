@@ -1,0 +1,78 @@
+"""The `objects` stage: the encoder alone learns object maps; the next stage starts from its encoder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qwenvl.cli.train import build, train
+from qwenvl.training.module import QwenVLLitModule
+from qwenvl.training.object_maps import ObjectMapHead, ObjectMapModule
+
+
+def test_only_the_encoder_and_the_head_get_grads_and_optimizer_state(tmp_path, compose_train):
+    module, datamodule, _ = build(compose_train(tmp_path, "stage=objects", batch_size=4, val_size=8))
+    assert isinstance(module, ObjectMapModule)
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["pixel_values"].shape == (4, 3, 224, 224) and batch["kind"].shape == (4, 64, 16)
+    module.object_loss(module(batch), batch).backward()
+    opt = module.configure_optimizers()["optimizer"]
+    in_opt = {id(p) for g in opt.param_groups for p in g["params"]}
+    for part, trained in {"encoder": True, "adapter": False, "llm": False}.items():
+        params = list(getattr(module.model, part).parameters())
+        assert all((p.grad is not None) == trained and (id(p) in in_opt) == trained for p in params), part
+    head = list(module.object_head.parameters())
+    assert all(p.grad is not None and id(p) in in_opt for p in head)
+
+
+def test_head_splits_logits_per_map_and_cell():
+    head = ObjectMapHead(width=32, cells=2)
+    out = head(torch.randn(3, 5, 32))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "kind": (3, 5, 4, 7),
+        "colour": (3, 5, 4, 7),
+        "char": (3, 5, 4, 33),
+    }
+
+
+def test_objects_stage_learns_and_the_next_stage_starts_from_its_encoder(tmp_path, compose_train):
+    metrics = train(
+        compose_train(
+            tmp_path / "objects",
+            "stage=objects",
+            "max_steps=40",
+            "callbacks=default",
+            "callbacks.progress=null",
+            batch_size=4,
+            val_size=8,
+        )
+    )
+    # from random weights the loss falls within 40 steps (first/last are 10-step means)
+    assert metrics["train/loss_last"] < 0.6 * metrics["train/loss_first"]
+    assert 0 <= metrics["val/acc_shape"] <= 1 and metrics["val/acc_background"] > 0.5
+    ckpt = torch.load(metrics["checkpoint"], weights_only=True, map_location="cpu")
+    assert any(k.startswith("object_head.") for k in ckpt["state_dict"])
+    cfg = compose_train(
+        tmp_path / "warmup",
+        "stage=warmup",
+        f"stage.init_from={metrics['checkpoint']}",
+        batch_size=4,
+        val_size=8,
+    )
+    module = QwenVLLitModule(**{k: cfg[k] for k in ("encoder", "adapter", "llm", "stage")})  # head ignored
+    trained = ckpt["state_dict"]["model.encoder.conv1.weight"]
+    assert torch.equal(module.model.encoder.conv1.weight, trained)
+    assert not any(p.requires_grad for p in module.model.encoder.parameters())  # warmup keeps it
+
+
+def test_objects_stage_needs_the_synthetic_world(tmp_path, compose_train):
+    with pytest.raises(ValueError, match="data=synthetic"):
+        build(
+            compose_train(
+                tmp_path,
+                "stage=objects",
+                "data.train._target_=qwenvl.data.formats.Something",
+                batch_size=4,
+                val_size=8,
+            )
+        )
