@@ -1,11 +1,14 @@
-"""Build the default tokenizer: a byte-level BPE trained on the project's own bilingual text.
+r"""Build the default tokenizer: a byte-level BPE trained on the project's own bilingual text.
 
     python -m qwenvl.tokenizer_build            # rewrites src/qwenvl/assets/tokenizer.json
 
 The corpus is generated here from fixed word lists (shapes, colours, positions, digits, the task
 prompts, ChatML scaffolding, English and Chinese), so the result is deterministic and needs no
 download. Byte-level BPE covers every string, so any text still round-trips exactly; the merges
-only make the project's own vocabulary short.
+only make the project's own vocabulary short. Digits are split one per token before the merges,
+as Qwen's own tokenizer does (its pattern's `\p{N}`): a box coordinate such as 274 is then
+2 7 4, ten digit tokens shared by every number, instead of a thousand number tokens each seen
+rarely.
 """
 
 from __future__ import annotations
@@ -63,7 +66,12 @@ def corpus(n_lines: int = 20000, seed: int = 0) -> list[str]:
 def build(vocab_size: int = VOCAB_SIZE) -> Tokenizer:
     """Train the byte-level BPE; special tokens take the first ids."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
