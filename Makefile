@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
-# The three stages on the embedded default (tiny model, synthetic world, CPU), then evaluation.
+# The three stages on the embedded default (tiny model, synthetic world, CPU), after the stand-ins
+# for pretrained weights (objects, warmup), then evaluation.
 pipeline: install
 	$(BIN)/qwenvl-pipeline
 

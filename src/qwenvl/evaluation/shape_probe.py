@@ -10,9 +10,10 @@ Trains the encoder (random weights, from its config) with a linear head on one t
 - `resampler-mean` / `resampler-max`: the same after a fresh position-aware resampler (the
   Qwen-VL adapter) trained along.
 
-It answers whether a readout, not the encoder, keeps a pipeline from reading shapes: on the tiny
-default, captions learn colour words from the pixels but not shape words (the pipeline's
-`gap caption:colour` / `gap caption:shape`), and this probe shows the same split per readout.
+It answers whether a readout, not the encoder, keeps a pipeline from reading shapes: without the
+`objects` stage, the tiny default's captions learned colour words from the pixels but not shape
+words (the pipeline's `gap caption:colour` / `gap caption:shape`), and this probe shows the same
+split per readout.
 
     python -m qwenvl.evaluation.shape_probe --pool max --steps 600
 """
