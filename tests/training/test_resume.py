@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 STEPS = 12
@@ -16,7 +17,6 @@ COMMON = [
     "data.train.size=40",  # 20 batches an epoch: the kill lands mid-epoch
     "data.val.size=2",
     "adapter.num_queries=16",
-    "stage=multitask",
     "stage.image_size=224",
     "callbacks.progress=null",
 ]
@@ -52,13 +52,18 @@ def _wait_for_step(out, step, proc, timeout=300):
     raise TimeoutError(f"no checkpoint at step {step}")
 
 
-def test_killed_run_resumes_to_identical_weights(tmp_path):
-    _train(tmp_path / "straight")
-    proc = _train(tmp_path / "killed", wait=False)
-    _wait_for_step(tmp_path / "killed", 5, proc)
+@pytest.mark.parametrize("stage", ["multitask", "objects"])  # language stages; the encoder's own
+def test_killed_run_resumes_to_identical_weights(tmp_path, stage):
+    _train(tmp_path / "straight", f"stage={stage}")
+    proc = _train(tmp_path / "killed", f"stage={stage}", wait=False)
+    _wait_for_step(tmp_path / "killed", 3 if stage == "objects" else 5, proc)
     proc.send_signal(signal.SIGKILL)  # a real kill: no handler runs, no cleanup
     proc.wait()
-    _train(tmp_path / "killed", "ckpt_path=last")
+    killed_at = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True)[
+        "global_step"
+    ]
+    assert killed_at < STEPS  # the kill landed mid-run, so the resume below has work to do
+    _train(tmp_path / "killed", f"stage={stage}", "ckpt_path=last")
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
     assert a.keys() == b.keys()
     for k in a:
@@ -67,7 +72,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
 
 def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
     out = tmp_path / "term"
-    proc = _train(out, "checkpoint_every=1000", "max_steps=400", wait=False)
+    proc = _train(out, "stage=multitask", "checkpoint_every=1000", "max_steps=400", wait=False)
     log = out / "checkpoints"
     deadline = time.time() + 120
     while not (out / "csv").exists() and time.time() < deadline and proc.poll() is None:

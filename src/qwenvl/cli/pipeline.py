@@ -95,9 +95,8 @@ def main(cfg: DictConfig) -> None:
         t0 = time.perf_counter()
         metrics = train(stage_cfg)
         metrics.update(steps=stage_cfg.max_steps, minutes=(time.perf_counter() - t0) / 60)
-        if (
-            stage_cfg.stage.get("objective", "lm") == "lm"
-        ):  # before any language stage there is nothing to answer with
+        # The image gap needs a language side that answers: none before the first language stage.
+        if stage_cfg.stage.get("objective", "lm") == "lm":
             metrics.update(stage_gap(metrics["checkpoint"], cfg.eval, stage_cfg.stage.fmt))
         results.append((stage, metrics))
         init_from = metrics["checkpoint"]
