@@ -9,7 +9,6 @@ COMMON = [
     "data.train.size=40",
     "data.val.size=4",
     "adapter.num_queries=16",
-    "stage=multitask",
     "stage.image_size=224",
     "callbacks.progress=null",
     "trainer.accelerator=cpu",
@@ -18,8 +17,9 @@ COMMON = [
 
 
 @pytest.mark.slow
-def test_ddp_two_processes(tmp_path, train_cli):
-    train_cli(tmp_path / "ddp", *COMMON, "trainer=ddp", "max_steps=3")
+@pytest.mark.parametrize("stage", ["multitask", "objects"])
+def test_ddp_two_processes(tmp_path, train_cli, stage):
+    train_cli(tmp_path / "ddp", *COMMON, f"stage={stage}", "trainer=ddp", "max_steps=3")
     ckpt = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert ckpt["global_step"] == 3
 
@@ -27,11 +27,13 @@ def test_ddp_two_processes(tmp_path, train_cli):
 @pytest.mark.slow
 def test_fsdp2_two_processes_saves_and_resumes_sharded_checkpoints(tmp_path, train_cli):
     out = tmp_path / "fsdp"
-    r = train_cli(out, *COMMON, "trainer=fsdp", "max_steps=2", "checkpoint_every=2")
+    r = train_cli(out, *COMMON, "stage=multitask", "trainer=fsdp", "max_steps=2", "checkpoint_every=2")
     assert "FSDP2: 6 units sharded over 2 ranks (rank 0)" in r.stdout  # 3 encoder blocks, 2 LLM layers, root
     assert "(rank 1)" in r.stdout
     last = out / "checkpoints" / "last.ckpt"
     assert last.is_dir() and len(list(last.glob("*.distcp"))) == 2  # one shard per rank
-    r = train_cli(out, *COMMON, "trainer=fsdp", "max_steps=4", "checkpoint_every=2", "ckpt_path=last")
+    r = train_cli(
+        out, *COMMON, "stage=multitask", "trainer=fsdp", "max_steps=4", "checkpoint_every=2", "ckpt_path=last"
+    )
     meta = torch.load(last / "meta.pt", weights_only=True, map_location="cpu")
     assert meta["global_step"] == 4

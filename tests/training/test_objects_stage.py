@@ -76,3 +76,10 @@ def test_objects_stage_needs_the_synthetic_world(tmp_path, compose_train):
                 val_size=8,
             )
         )
+
+
+def test_objects_stage_refuses_fsdp_with_the_reason(tmp_path, compose_train):
+    module, _, _ = build(compose_train(tmp_path, "stage=objects"))
+    module._device_mesh = object()  # what ModelParallelStrategy sets before configure_model
+    with pytest.raises(ValueError, match="not under FSDP"):
+        module.configure_model()

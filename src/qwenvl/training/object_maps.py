@@ -52,6 +52,14 @@ class ObjectMapModule(QwenVLLitModule):
         self.background_weight = background_weight
         self.val_acc = nn.ModuleDict({k: MeanMetric() for k in ("shape", "colour", "char", "background")})
 
+    def configure_model(self) -> None:
+        if self.device_mesh is not None:
+            # FSDP2 shards `model` only; the head's gradients would stay per rank and drift apart.
+            raise ValueError(
+                f"stage={self.stage.name} (object maps) runs on one process or with trainer=ddp, not "
+                "under FSDP: its small encoder-only run gains nothing from sharding"
+            )
+
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         return self.object_head(self.model.encoder(batch["pixel_values"]))
 
