@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from qwenvl.cli.train import build, train
+from qwenvl.evaluation.load import load_for_eval
 from qwenvl.training.module import QwenVLLitModule
 from qwenvl.training.object_maps import ObjectMapHead, ObjectMapModule
 
@@ -52,6 +53,8 @@ def test_objects_stage_learns_and_the_next_stage_starts_from_its_encoder(tmp_pat
     assert 0 <= metrics["val/acc_shape"] <= 1 and metrics["val/acc_background"] > 0.5
     ckpt = torch.load(metrics["checkpoint"], weights_only=True, map_location="cpu")
     assert any(k.startswith("object_head.") for k in ckpt["state_dict"])
+    model, _ = load_for_eval(metrics["checkpoint"])  # evaluation tools read it too (its head dropped)
+    assert torch.equal(model.encoder.conv1.weight, ckpt["state_dict"]["model.encoder.conv1.weight"])
     cfg = compose_train(
         tmp_path / "warmup",
         "stage=warmup",

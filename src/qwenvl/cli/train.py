@@ -24,6 +24,7 @@ from qwenvl.training.callbacks import LossHistory, PreemptionCheckpoint
 from qwenvl.training.checkpoint_io import AtomicCheckpointIO
 from qwenvl.training.module import QwenVLLitModule
 from qwenvl.training.object_maps import ObjectMapModule
+from qwenvl.training.stages import module_class
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,7 @@ def _container(node) -> dict:
 def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Trainer]:
     """Module, data and trainer from a composed config. Fails before any work on a bad config."""
     objective = cfg.stage.get("objective", "lm")
-    module_class = ObjectMapModule if objective == "object_maps" else QwenVLLitModule
-    module = module_class(
+    module = module_class(objective)(
         encoder=_container(cfg.encoder),
         adapter=_container(cfg.adapter),
         llm=_container(cfg.llm),

@@ -19,12 +19,12 @@ def load_for_eval(path: str | Path) -> tuple[QwenVLModel, QwenVLProcessor]:
             return model.eval(), QwenVLProcessor.from_pretrained(path)
         return model.eval(), QwenVLProcessor.from_model(model)
     if path.is_file() and path.suffix == ".ckpt":
-        from qwenvl.training.module import QwenVLLitModule
+        from qwenvl.training.stages import module_class
 
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         hp = dict(ckpt["hyper_parameters"])
         hp["stage"] = {**hp["stage"], "init_from": None}  # the weights come from this file
-        module = QwenVLLitModule(**hp)
+        module = module_class(hp["stage"].get("objective", "lm"))(**hp)  # an objects stage has its head
         module.load_state_dict(ckpt["state_dict"])
         return module.model.eval(), module.processor
     raise FileNotFoundError(

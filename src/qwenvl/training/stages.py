@@ -66,3 +66,11 @@ def apply_freezing(model: nn.Module, stage: StageConfig) -> dict[str, int]:
         module.requires_grad_(stage.trainable[part])
         counts[part] = sum(p.numel() for p in module.parameters() if p.requires_grad)
     return counts
+
+
+def module_class(objective: str = "lm"):
+    """The LightningModule class that trains a stage with this `objective` (checkpoints rebuild with it)."""
+    from qwenvl.training.module import QwenVLLitModule  # here, not at the top: those modules import this one
+    from qwenvl.training.object_maps import ObjectMapModule
+
+    return ObjectMapModule if objective == "object_maps" else QwenVLLitModule
