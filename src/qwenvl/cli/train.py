@@ -18,12 +18,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from qwenvl.data.object_datamodule import ObjectMapDataModule
 from qwenvl.paths import CONF_DIR
 from qwenvl.training.callbacks import LossHistory, PreemptionCheckpoint
 from qwenvl.training.checkpoint_io import AtomicCheckpointIO
 from qwenvl.training.module import QwenVLLitModule
-from qwenvl.training.object_maps import ObjectMapModule
 from qwenvl.training.stages import module_class
 
 log = logging.getLogger(__name__)
@@ -35,8 +33,7 @@ def _container(node) -> dict:
 
 def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Trainer]:
     """Module, data and trainer from a composed config. Fails before any work on a bad config."""
-    objective = cfg.stage.get("objective", "lm")
-    module = module_class(objective)(
+    module = module_class(cfg.stage.get("objective", "lm"))(
         encoder=_container(cfg.encoder),
         adapter=_container(cfg.adapter),
         llm=_container(cfg.llm),
@@ -45,10 +42,7 @@ def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Tr
         max_steps=cfg.max_steps,
         parallel=_container(cfg.get("parallel") or {}),
     )
-    if objective == "object_maps":
-        datamodule = object_map_data(cfg, module)
-    else:
-        datamodule = instantiate(cfg.data, processor=module.processor)
+    datamodule = module.datamodule(cfg)  # the stage's module knows what it learns from
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks += [LossHistory(), PreemptionCheckpoint(Path(cfg.paths.output_dir) / "checkpoints")]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
@@ -56,26 +50,6 @@ def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Tr
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
     return module, datamodule, trainer
-
-
-def object_map_data(cfg: DictConfig, module: ObjectMapModule) -> ObjectMapDataModule:
-    """The `objects` stage's pictures and maps: the synthetic world's, with `data`'s batch settings."""
-    target = str(OmegaConf.select(cfg, "data.train._target_", default=""))
-    if not target.endswith("SyntheticWorld"):
-        raise ValueError(
-            f"stage={cfg.stage.name} (objective object_maps) learns from the synthetic world's object "
-            f"maps, but data.train is {target or 'not set'}; use data=synthetic for this stage, or "
-            f"leave it out of `stages` when the encoder is pretrained (encoder.checkpoint=PATH)"
-        )
-    return ObjectMapDataModule(
-        module.processor,
-        patch_size=module.model.encoder.config.patch_size,
-        cells=module.object_head.cells,
-        seed=cfg.seed,
-        batch_size=cfg.data.batch_size,
-        num_workers=cfg.data.num_workers,
-        val_size=cfg.data.val.size,
-    )
 
 
 def _resolve_ckpt(cfg: DictConfig) -> str | None:

@@ -51,6 +51,10 @@ class QwenVLLitModule(L.LightningModule):
         if self.parallel.get("activation_checkpointing"):
             enable_activation_checkpointing(self.model)
 
+    def datamodule(self, cfg) -> L.LightningDataModule:
+        """The stage's data from the composed run config: `data`, with this model's processor."""
+        return instantiate(cfg.data, processor=self.processor)
+
     def forward(self, batch: dict):
         keys = ("input_ids", "attention_mask", "pixel_values", "labels", "position_ids")
         return self.model(**{k: batch[k] for k in keys if k in batch})

@@ -12,9 +12,11 @@ discarded afterwards: it lives outside `model`, so `stage.init_from` reads only 
 from __future__ import annotations
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric
 
+from qwenvl.data.object_datamodule import ObjectMapDataModule
 from qwenvl.data.synthetic.object_maps import CHAR_CLASSES, COLOUR_CLASSES, KIND_CLASSES
 from qwenvl.training.module import QwenVLLitModule
 
@@ -52,6 +54,25 @@ class ObjectMapModule(QwenVLLitModule):
         self.background_weight = background_weight
         self.val_acc = nn.ModuleDict({k: MeanMetric() for k in ("shape", "colour", "char", "background")})
 
+    def datamodule(self, cfg) -> ObjectMapDataModule:
+        """The synthetic world's pictures and maps, with the run's `data` batch settings."""
+        target = str(OmegaConf.select(cfg, "data.train._target_", default=""))
+        if not target.endswith("SyntheticWorld"):
+            raise ValueError(
+                f"stage={cfg.stage.name} (objective object_maps) learns from the synthetic world's object "
+                f"maps, but data.train is {target or 'not set'}; use data=synthetic for this stage, or "
+                f"leave it out of `stages` when the encoder is pretrained (encoder.checkpoint=PATH)"
+            )
+        return ObjectMapDataModule(
+            self.processor,
+            patch_size=self.model.encoder.config.patch_size,
+            cells=self.object_head.cells,
+            seed=cfg.seed,
+            batch_size=cfg.data.batch_size,
+            num_workers=cfg.data.num_workers,
+            val_size=cfg.data.val.size,
+        )
+
     def configure_model(self) -> None:
         if self.device_mesh is not None:
             # FSDP2 shards `model` only; the head's gradients would stay per rank and drift apart.
@@ -88,13 +109,13 @@ class ObjectMapModule(QwenVLLitModule):
         self.log("val/loss", self.object_loss(logits, batch), prog_bar=True, batch_size=n, sync_dist=True)
         kind, colour, char = batch["kind"], batch["colour"], batch["char"]
         on_shape = (kind > 0) & (kind < KIND_CLASSES.index("text"))
-        for name, target, where in (
-            ("shape", kind, on_shape),
-            ("colour", colour, on_shape),
-            ("char", char, char > 0),
-            ("background", kind, kind == 0),
+        for name, predicted, target, where in (
+            ("shape", logits["kind"], kind, on_shape),
+            ("colour", logits["colour"], colour, on_shape),
+            ("char", logits["char"], char, char > 0),
+            ("background", logits["kind"], kind, kind == 0),
         ):
-            hits = (logits["kind" if name in ("shape", "background") else name].argmax(-1) == target)[where]
+            hits = (predicted.argmax(-1) == target)[where]
             if hits.numel():  # weighted by cells, so the epoch value is the accuracy over all cells
                 self.val_acc[name].update(hits.float().mean(), hits.numel())
         for name, metric in self.val_acc.items():
