@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from qwenvl.data.synthetic.object_maps import (
+    CENTRE_CLASSES,
     CHAR_CLASSES,
     COLOUR_CLASSES,
     KIND_CLASSES,
@@ -40,6 +41,17 @@ def test_a_square_covers_exactly_the_cells_whose_centres_lie_inside_it():
     # col 7, centre (52.5, 24.5) px) is cell (3, 3) of patch (0, 1); patch (0, 0) holds none of it
     assert maps["kind"][0 * 4 + 1, 3 * 4 + 3] == KIND_CLASSES.index("square")
     assert maps["kind"][0 * 4 + 1].count_nonzero() == 1 and maps["kind"][0].count_nonzero() == 0
+
+
+def test_the_centre_map_flags_one_cell_per_object_with_its_colour_and_kind():
+    shapes = (
+        Shape("square", "blue", cx=70.0, cy=42.0, size=40.0),  # centre in cell (row 6, col 10)
+        Shape("star", "red", cx=20.0, cy=90.0, size=30.0),  # cell (12, 2)
+    )
+    maps = object_maps(Scene(112, 112, (230, 230, 230), shapes), patch_size=28, cells=4)
+    centre = _full(maps["centre"], 4, 4)
+    assert np.count_nonzero(centre) == 2
+    assert CENTRE_CLASSES[centre[6, 10]] == "blue square" and CENTRE_CLASSES[centre[12, 2]] == "red star"
 
 
 def test_text_cells_name_their_character_and_shapes_on_top_win():
@@ -87,7 +99,9 @@ def test_items_are_a_pure_function_of_seed_split_and_index():
     assert a.scene(4) == b.scene(4) and a.scene(4) != val.scene(4)
     item = a[4]
     assert item["pixel_values"].size == (224, 224)  # no transform: a PIL picture
-    assert item["kind"].shape == item["colour"].shape == item["char"].shape == (64, 16)
+    assert (
+        item["kind"].shape == item["colour"].shape == item["char"].shape == item["centre"].shape == (64, 16)
+    )
     with pytest.raises(IndexError, match="out of range"):
         a.scene(10)
 

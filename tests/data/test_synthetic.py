@@ -161,6 +161,31 @@ def test_task_mixture_follows_the_weights():
         SyntheticWorld(size=5)[5]
 
 
+def test_max_objects_caps_the_shapes_except_where_a_question_needs_more():
+    lone = SyntheticWorld(seed=2, tasks=["grounding", "caption"], max_objects=1)
+    assert all(len(lone[i].meta["scene"]["objects"]) == 1 for i in range(40))
+    capped = SyntheticWorld(seed=2, tasks=["vqa"], max_objects=1)
+    samples = [capped[i] for i in range(200)]
+    relations = [s for s in samples if s.meta["question_type"].startswith("relation")]
+    assert relations and all(len(s.meta["scene"]["objects"]) == 2 for s in relations)  # needs two
+    counts = [
+        int(s.answers[0]) for s in samples if s.meta["question_type"] == "count" and s.answers[0].isdigit()
+    ]
+    assert max(counts) > 1  # a count answer is still drawn 0-4 and its scene built to fit
+    default = SyntheticWorld(seed=2, tasks=["grounding"])  # 4, the default cap: up to 4 shapes
+    assert _same(default[3], SyntheticWorld(seed=2, tasks=["grounding"], max_objects=4)[3])
+    assert max(len(default[i].meta["scene"]["objects"]) for i in range(40)) == 4
+    per_task = SyntheticWorld(seed=2, tasks=["grounding", "caption"], max_objects={"grounding": 1})
+    shapes = {
+        t: [len(s.meta["scene"]["objects"]) for s in (per_task[i] for i in range(80)) if s.task == t]
+        for t in ("grounding", "caption")
+    }
+    assert set(shapes["grounding"]) == {1} and max(shapes["caption"]) == 4
+    for bad in (0, {"grounding": 5}, {"painting": 1}):
+        with pytest.raises(ValueError, match="max_objects"):
+            SyntheticWorld(max_objects=bad)
+
+
 def test_ocr_answer_is_the_rendered_string(world):
     for i in range(25):
         s = world.make(i, task="ocr", lang="en")

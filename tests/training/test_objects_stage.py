@@ -33,6 +33,7 @@ def test_head_splits_logits_per_map_and_cell():
         "kind": (3, 5, 4, 7),
         "colour": (3, 5, 4, 7),
         "char": (3, 5, 4, 33),
+        "centre": (3, 5, 4, 31),
     }
 
 

@@ -5,8 +5,9 @@ a circle. A random encoder trained through the language loss alone does not get 
 the adapter's attention is uniform, the loss sees an average over patches, and an average keeps
 colour but not shape (docs/pipeline.md). This stage gives every patch its own target instead: a
 linear head on each patch feature predicts, for each of its `cells x cells` cells, the shape
-kind, colour and text character there (`qwenvl.data.synthetic.object_maps`). The head is
-discarded afterwards: it lives outside `model`, so `stage.init_from` reads only the model.
+kind, colour and text character there, and which shape (colour and kind) has its centre there
+(`qwenvl.data.synthetic.object_maps`). The head is discarded afterwards: it lives outside
+`model`, so `stage.init_from` reads only the model.
 """
 
 from __future__ import annotations
@@ -17,15 +18,20 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from qwenvl.data.object_datamodule import ObjectMapDataModule
-from qwenvl.data.synthetic.object_maps import CHAR_CLASSES, COLOUR_CLASSES, KIND_CLASSES
+from qwenvl.data.synthetic.object_maps import CENTRE_CLASSES, CHAR_CLASSES, COLOUR_CLASSES, KIND_CLASSES
 from qwenvl.training.module import QwenVLLitModule
 
-MAPS = {"kind": len(KIND_CLASSES), "colour": len(COLOUR_CLASSES), "char": len(CHAR_CLASSES)}
+MAPS = {
+    "kind": len(KIND_CLASSES),
+    "colour": len(COLOUR_CLASSES),
+    "char": len(CHAR_CLASSES),
+    "centre": len(CENTRE_CLASSES),
+}
 
 
 class ObjectMapHead(nn.Module):
     """Patch features [B, P, W] -> logits per map: {"kind": [B, P, C, 7], "colour": [B, P, C, 7],
-    "char": [B, P, C, 33]}, C = cells * cells cells per patch."""
+    "char": [B, P, C, 33], "centre": [B, P, C, 31]}, C = cells * cells cells per patch."""
 
     def __init__(self, width: int, cells: int):
         super().__init__()
@@ -41,18 +47,23 @@ class ObjectMapHead(nn.Module):
 class ObjectMapModule(QwenVLLitModule):
     """Stage `objects`: the encoder and the head learn; adapter and LLM are frozen (the stage config).
 
-    Loss: cross-entropy per map summed. Background cells weigh `background_weight` in the kind and
-    colour maps: they are most of the picture and would otherwise teach mostly "background".
+    Loss: cross-entropy per map summed. Background cells weigh `background_weight` in the kind,
+    colour and centre maps: they are most of the picture and would otherwise teach mostly
+    "background". The centre map marks one cell per object with its (colour, kind): counting
+    "how many red shapes" then reads flagged cells instead of areas that grow with the shape's size
+    (measured with two seeds: VQA and the two-picture questions gained on their blind scores;
+    docs/pipeline.md).
     Validation logs `val/loss` and accuracies over the cells that matter: `val/acc_shape` (kind on
-    shape cells), `val/acc_colour` (colour on shape cells), `val/acc_char` (character on text cells)
-    and `val/acc_background`.
+    shape cells), `val/acc_colour` (colour on shape cells), `val/acc_char` (character on text cells),
+    `val/acc_background` and `val/acc_centre` (the pair on the cells holding a shape's centre).
     """
 
     def __init__(self, *args, cells: int = 4, background_weight: float = 0.1, **kwargs):
         super().__init__(*args, **kwargs)
         self.object_head = ObjectMapHead(self.model.encoder.width, cells)
         self.background_weight = background_weight
-        self.val_acc = nn.ModuleDict({k: MeanMetric() for k in ("shape", "colour", "char", "background")})
+        accs = ("shape", "colour", "char", "background", "centre")
+        self.val_acc = nn.ModuleDict({k: MeanMetric() for k in accs})
 
     def datamodule(self, cfg) -> ObjectMapDataModule:
         """The synthetic world's pictures and maps, with the run's `data` batch settings."""
@@ -114,6 +125,7 @@ class ObjectMapModule(QwenVLLitModule):
             ("colour", logits["colour"], colour, on_shape),
             ("char", logits["char"], char, char > 0),
             ("background", logits["kind"], kind, kind == 0),
+            ("centre", logits["centre"], batch["centre"], batch["centre"] > 0),
         ):
             hits = (predicted.argmax(-1) == target)[where]
             if hits.numel():  # weighted by cells, so the epoch value is the accuracy over all cells

@@ -43,6 +43,8 @@ class StageConfig:
     init_from: str | None = None  # the previous stage's checkpoint (.ckpt or save_pretrained dir)
     tasks: list[str] | None = None  # the synthetic world's task mix for this stage (None = all)
     task_weights: list[float] | None = None
+    # Synthetic world only: most shapes per picture, one number or per task ({grounding: 1}).
+    max_objects: int | dict[str, int] = 4
     text_only: bool = False  # drop images (`lm`: the text warm-up of a randomly initialized LLM)
     # What the stage learns from: `lm` next-token loss on text (every Qwen-VL stage), or
     # `object_maps`: the encoder alone on the synthetic world's object maps (`objects`).

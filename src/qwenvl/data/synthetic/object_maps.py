@@ -4,14 +4,17 @@ Qwen-VL starts from an OpenCLIP ViT that already sees shapes. The embedded defau
 checkpoint, and a random encoder trained through the language loss alone learns colours but not
 shapes (docs/pipeline.md). The `objects` stage stands in for that pretraining: the encoder
 learns to say, for every cell of every patch, which shape kind, which colour and which text
-character covers it. The labels come from the scene description, never from the pixels.
+character covers it, and which shape is centred in it. The labels come from the scene
+description, never from the pixels.
 
 Cells: each encoder patch is split into `cells x cells` cells; the label of a cell is the one at
-its centre. Three maps per picture, each [patches, cells * cells] (int64):
+its centre. Four maps per picture, each [patches, cells * cells] (int64):
 
 - `kind`:   0 background, 1..5 the shape kinds in `SHAPES` order, 6 text;
 - `colour`: 0 none (background or text), 1..6 the colours in `COLORS` order;
-- `char`:   0 none, 1..32 the characters of `TEXT_CHARS` (each character's box).
+- `char`:   0 none, 1..32 the characters of `TEXT_CHARS` (each character's box);
+- `centre`: 0 none, 1..30 the (colour, kind) pair in `PAIRS` order of the shape whose centre lies
+  in the cell: one cell per object, so a count of objects is a count of flagged cells.
 """
 
 from __future__ import annotations
@@ -24,11 +27,12 @@ from torch.utils.data import Dataset
 
 from qwenvl.data.synthetic.render import font, render
 from qwenvl.data.synthetic.scene import Scene, random_pairs, sample_scene
-from qwenvl.data.synthetic.vocab import COLORS, SHAPES, TEXT_CHARS
+from qwenvl.data.synthetic.vocab import COLORS, PAIRS, SHAPES, TEXT_CHARS
 
 KIND_CLASSES = ["background", *SHAPES, "text"]
 COLOUR_CLASSES = ["none", *COLORS]
 CHAR_CLASSES = ["none", *TEXT_CHARS]
+CENTRE_CLASSES = ["none", *(f"{c} {k}" for c, k in PAIRS)]
 TEXT_KIND = KIND_CLASSES.index("text")
 MAX_OBJECTS = 4
 
@@ -80,6 +84,12 @@ def object_maps(scene: Scene, patch_size: int, cells: int) -> dict[str, torch.Te
         full = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(scene.height, scene.width)
         sampled = full[centres][:, centres].long()  # [grid * cells, grid * cells]
         out[name] = sampled.view(grid, cells, grid, cells).permute(0, 2, 1, 3).reshape(grid * grid, -1)
+    centre = torch.zeros(grid * cells, grid * cells, dtype=torch.long)
+    cell = patch_size / cells  # pixels
+    for shape in scene.shapes:  # a later shape centred in the same cell replaces an earlier one
+        row, col = (min(int(v / cell), grid * cells - 1) for v in (shape.cy, shape.cx))
+        centre[row, col] = 1 + PAIRS.index(shape.pair)
+    out["centre"] = centre.view(grid, cells, grid, cells).permute(0, 2, 1, 3).reshape(grid * grid, -1)
     return out
 
 

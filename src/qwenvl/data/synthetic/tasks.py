@@ -42,14 +42,18 @@ TWO_IMAGE_DIALOGS = 0.3  # share of dialogs that show two pictures
 
 @dataclass(frozen=True)
 class Settings:
-    """`image_size`: side of the square images in pixels; `text_ratio`: share of scenes with text."""
+    """`image_size`: side of the square images in pixels; `text_ratio`: share of scenes with text;
+    `max_objects`: most shapes in a picture (1-4), except where a question needs more (a count
+    answer, two objects of a relation): a curriculum knob, e.g. 1 for grounding a lone object."""
 
     image_size: int = 224
     text_ratio: float = 0.3
+    max_objects: int = MAX_OBJECTS
 
 
-def _count(rng: random.Random, least: int = 1) -> int:
-    return rng.randint(least, MAX_OBJECTS)
+def _count(rng: random.Random, cfg: Settings, least: int = 1) -> int:
+    # max(least, ...): a question that needs `least` objects still gets them under a small cap
+    return rng.randint(least, max(least, cfg.max_objects))
 
 
 def _scene(rng, cfg: Settings, pairs: list[Pair], text: bool | None = None, relation_of=None) -> Scene:
@@ -87,13 +91,13 @@ def _plain(task, lang, scenes, prompt_markup, target_markup, answers, boxes, **m
 
 
 def caption(rng: random.Random, cfg: Settings, lang: str) -> Sample:
-    scene = _scene(rng, cfg, random_pairs(rng, _count(rng)))
+    scene = _scene(rng, cfg, random_pairs(rng, _count(rng, cfg)))
     text = describe.caption(scene, lang)
     return _plain("caption", lang, [scene], prompt("caption", lang), escape(text), [text], [])
 
 
 def grounded_caption(rng: random.Random, cfg: Settings, lang: str) -> Sample:
-    scene = _scene(rng, cfg, random_pairs(rng, _count(rng)))
+    scene = _scene(rng, cfg, random_pairs(rng, _count(rng, cfg)))
     markup, plain, boxes = describe.grounded_caption(scene, lang)
     return _plain("grounded_caption", lang, [scene], prompt("grounded_caption", lang), markup, [plain], boxes)
 
@@ -101,7 +105,7 @@ def grounded_caption(rng: random.Random, cfg: Settings, lang: str) -> Sample:
 def grounding(rng: random.Random, cfg: Settings, lang: str) -> Sample:
     """`<ref>the red circle</ref><box>` -> `(x1,y1),(x2,y2)</box>`; the referred object is unique."""
     target = rng.choice(PAIRS)
-    scene = _scene(rng, cfg, [target] + random_pairs(rng, _count(rng) - 1, lambda p: p == target))
+    scene = _scene(rng, cfg, [target] + random_pairs(rng, _count(rng, cfg) - 1, lambda p: p == target))
     shape = scene.find(target)[0]
     box = to_norm(shape.box, scene.width, scene.height)
     expression = definite(target, lang)
@@ -121,7 +125,7 @@ def grounding(rng: random.Random, cfg: Settings, lang: str) -> Sample:
 
 
 def ocr(rng: random.Random, cfg: Settings, lang: str) -> Sample:
-    scene = _scene(rng, cfg, random_pairs(rng, _count(rng)), text=True)
+    scene = _scene(rng, cfg, random_pairs(rng, _count(rng, cfg)), text=True)
     string = scene.text.string
     return _plain("ocr", lang, [scene], prompt("ocr", lang), escape(string), [string], [])
 
@@ -177,7 +181,7 @@ def dialog(rng: random.Random, cfg: Settings, lang: str) -> Sample:
         qas = [first]
         options = [(k, kind) for k in (1, 2) for kind in ASK_KINDS]
     else:
-        scenes = [_scene(rng, cfg, random_pairs(rng, _count(rng)))]
+        scenes = [_scene(rng, cfg, random_pairs(rng, _count(rng, cfg)))]
         qas = []
         options = [(None, kind) for kind in ASK_KINDS]
     rng.shuffle(options)
@@ -235,16 +239,16 @@ def balanced_vqa(rng: random.Random, cfg: Settings, lang: str) -> tuple[Scene, Q
         def clash(p):
             return p[same] == target[same]
 
-        scene = _scene(rng, cfg, [target] + random_pairs(rng, _count(rng) - 1, clash))
+        scene = _scene(rng, cfg, [target] + random_pairs(rng, _count(rng, cfg) - 1, clash))
         shape = scene.find(target)[0]
         return scene, colour_qa(shape, lang) if kind == "colour" else shape_qa(shape, lang)
     if kind == "count":
         which = rng.randrange(3)
         if which == 2:
-            scene = _scene(rng, cfg, random_pairs(rng, _count(rng)))
+            scene = _scene(rng, cfg, random_pairs(rng, _count(rng, cfg)))
             return scene, count_qa(scene, lang)
         answer = rng.randint(0, MAX_OBJECTS)
-        n = _count(rng, max(answer, 1))
+        n = _count(rng, cfg, max(answer, 1))
         if which == 0:
             shape = rng.choice(SHAPES)
             pairs = [(rng.choice(list(COLORS)), shape) for _ in range(answer)]
@@ -260,14 +264,14 @@ def balanced_vqa(rng: random.Random, cfg: Settings, lang: str) -> tuple[Scene, Q
         a, b = rng.sample(PAIRS, 2)
         asked = rng.choice(RELATIONS)
         rel = asked if kind == "relation" or rng.random() < 0.5 else OPPOSITE[asked]
-        pairs = [a, b] + random_pairs(rng, _count(rng, 2) - 2, lambda p: p in (a, b))
+        pairs = [a, b] + random_pairs(rng, _count(rng, cfg, 2) - 2, lambda p: p in (a, b))
         scene = _scene(rng, cfg, pairs, relation_of=(a, b, rel))
         sa, sb = scene.find(a)[0], scene.find(b)[0]
         return scene, relation_qa(sa, sb, lang) if kind == "relation" else relation_yn_qa(sa, sb, asked, lang)
     # exists: a "no" picture still shows the colour and the shape on other objects where it can,
     # so that the answer needs their binding, not just the presence of a colour.
     target = rng.choice(PAIRS)
-    n = _count(rng)
+    n = _count(rng, cfg)
     if rng.random() < 0.5:
         pairs = [target] + random_pairs(rng, n - 1)
     else:
@@ -297,7 +301,7 @@ def two_picture_qa(rng: random.Random, cfg: Settings, lang: str) -> tuple[list[S
                 pairs = [(rng.choice(list(COLORS)), value) for _ in range(c)]
             else:
                 pairs = [(value, rng.choice(SHAPES)) for _ in range(c)]
-            pairs += random_pairs(rng, _count(rng, max(c, 1)) - c, lambda p: p[named] == value)
+            pairs += random_pairs(rng, _count(rng, cfg, max(c, 1)) - c, lambda p: p[named] == value)
             return _scene(rng, cfg, pairs)
 
         scenes = [picture(c1), picture(c2)]
@@ -309,14 +313,14 @@ def two_picture_qa(rng: random.Random, cfg: Settings, lang: str) -> tuple[list[S
         new = rng.choice([c for c in COLORS if c != target[0]])
         after = (new, target[1])  # kept unique too, so "turned blue" names one object in picture 2
         first = _scene(
-            rng, cfg, [target] + random_pairs(rng, _count(rng) - 1, lambda p: p in (target, after))
+            rng, cfg, [target] + random_pairs(rng, _count(rng, cfg) - 1, lambda p: p in (target, after))
         )
         second = replace(
             first, shapes=tuple(replace(s, color=new) if s.pair == target else s for s in first.shapes)
         )
         return [first, second], change_qa(change, target, lang, new)
     if change == "removed":
-        first = _scene(rng, cfg, [target] + random_pairs(rng, _count(rng, 2) - 1, lambda p: p == target))
+        first = _scene(rng, cfg, [target] + random_pairs(rng, _count(rng, cfg, 2) - 1, lambda p: p == target))
         second = replace(first, shapes=tuple(s for s in first.shapes if s.pair != target))
         return [first, second], change_qa(change, target, lang)
     while True:  # added: retry in the rare picture with no free room left

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import bisect
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from itertools import accumulate
 
 from torch.utils.data import Dataset
 
 from qwenvl.data.sample import TASKS, Sample
-from qwenvl.data.synthetic.tasks import BUILDERS, Settings
+from qwenvl.data.synthetic.tasks import BUILDERS, MAX_OBJECTS, Settings
 
 SPLITS = ("train", "val", "test")
 
@@ -26,6 +27,8 @@ class SyntheticWorld(Dataset):
 
     `image_size` is the side of the square pictures in pixels (224; 448 for stage 2). A share
     `zh_ratio` of samples is in Chinese, a share `text_ratio` of pictures carries a text string.
+    `max_objects` caps the shapes per picture (1-4; `Settings`) for curricula that start simple:
+    one number for every task, or a mapping task -> cap (tasks not named keep 4).
     """
 
     def __init__(
@@ -38,6 +41,7 @@ class SyntheticWorld(Dataset):
         weights: Sequence[float] | None = None,
         zh_ratio: float = 0.3,
         text_ratio: float = 0.3,
+        max_objects: int | Mapping[str, int] = MAX_OBJECTS,
     ):
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
@@ -54,10 +58,18 @@ class SyntheticWorld(Dataset):
             raise ValueError(f"need size >= 0 and image_size >= 32 pixels, got {size} and {image_size}")
         if not (0 <= zh_ratio <= 1 and 0 <= text_ratio <= 1):
             raise ValueError(f"zh_ratio {zh_ratio} and text_ratio {text_ratio} must lie in [0, 1]")
+        caps = dict(max_objects) if isinstance(max_objects, Mapping) else dict.fromkeys(tasks, max_objects)
+        bad = {t: n for t, n in caps.items() if t not in BUILDERS or not 1 <= int(n) <= MAX_OBJECTS}
+        if bad:
+            raise ValueError(
+                f"max_objects {bad}: each cap must be 1-{MAX_OBJECTS} shapes per picture, for a task "
+                f"among {sorted(BUILDERS)}"
+            )
         self.seed, self.split, self.size = int(seed), split, int(size)
         self.tasks, self.weights = tasks, weights
         self.zh_ratio = zh_ratio
-        self.settings = Settings(image_size=int(image_size), text_ratio=text_ratio)
+        self.settings = Settings(int(image_size), text_ratio)
+        self._settings = {t: replace(self.settings, max_objects=int(n)) for t, n in caps.items()}
         total = sum(weights)
         self._cumulative = [c / total for c in accumulate(weights)]
 
@@ -94,7 +106,7 @@ class SyntheticWorld(Dataset):
             raise ValueError(f"unknown task {task!r}; expected one of {sorted(BUILDERS)}")
         if lang not in ("en", "zh"):
             raise ValueError(f"unknown language {lang!r}; expected 'en' or 'zh'")
-        sample = BUILDERS[task](self._rng(index, task), self.settings, lang)
+        sample = BUILDERS[task](self._rng(index, task), self._settings.get(task, self.settings), lang)
         sample.id = f"synthetic/{self.split}/{index}/{task}"
         sample.meta.update(split=self.split, index=index, seed=self.seed)
         return sample
