@@ -61,3 +61,21 @@ def test_init_from_across_a_resolution_change(tmp_path, compose_train):
     assert torch.allclose(pos448.mean(), pos224.mean(), atol=0.05)
     llm_before = ckpt["state_dict"]["model.llm.model.embed_tokens.weight"]
     assert torch.equal(module.model.llm.model.embed_tokens.weight, llm_before)
+
+
+def test_a_stage_caps_the_synthetic_worlds_shapes_per_task(tmp_path, compose_train):
+    cfg = compose_train(
+        tmp_path, "stage=warmup", "+stage.max_objects={grounding: 1}", "stage.tasks=[grounding,caption]"
+    )
+    _, datamodule, _ = build(cfg)
+    world = datamodule.train_set
+    shapes = {
+        t: [len(world.make(i, task=t).meta["scene"]["objects"]) for i in range(30)]
+        for t in ("grounding", "caption")
+    }
+    assert set(shapes["grounding"]) == {1} and max(shapes["caption"]) == 4
+    _, datamodule, _ = build(compose_train(tmp_path, "stage=warmup", "+stage.max_objects=2"))
+    assert (
+        max(len(datamodule.train_set.make(i, task="caption").meta["scene"]["objects"]) for i in range(30))
+        == 2
+    )

@@ -58,17 +58,19 @@ class SyntheticWorld(Dataset):
             raise ValueError(f"need size >= 0 and image_size >= 32 pixels, got {size} and {image_size}")
         if not (0 <= zh_ratio <= 1 and 0 <= text_ratio <= 1):
             raise ValueError(f"zh_ratio {zh_ratio} and text_ratio {text_ratio} must lie in [0, 1]")
-        caps = dict(max_objects) if isinstance(max_objects, Mapping) else dict.fromkeys(tasks, max_objects)
-        bad = {t: n for t, n in caps.items() if t not in BUILDERS or not 1 <= int(n) <= MAX_OBJECTS}
-        if bad:
+        # one cap for every task, or caps per task over the default of 4
+        per_task = isinstance(max_objects, Mapping)
+        cap, caps = (MAX_OBJECTS, dict(max_objects)) if per_task else (max_objects, {})
+        bad = [t for t, n in caps.items() if t not in BUILDERS or not 1 <= n <= MAX_OBJECTS]
+        if bad or not 1 <= cap <= MAX_OBJECTS:
             raise ValueError(
-                f"max_objects {bad}: each cap must be 1-{MAX_OBJECTS} shapes per picture, for a task "
-                f"among {sorted(BUILDERS)}"
+                f"max_objects={max_objects!r}: a cap must be 1-{MAX_OBJECTS} shapes per picture, for "
+                f"every task or per task among {sorted(BUILDERS)}"
             )
         self.seed, self.split, self.size = int(seed), split, int(size)
         self.tasks, self.weights = tasks, weights
         self.zh_ratio = zh_ratio
-        self.settings = Settings(int(image_size), text_ratio)
+        self.settings = Settings(int(image_size), text_ratio, int(cap))
         self._settings = {t: replace(self.settings, max_objects=int(n)) for t, n in caps.items()}
         total = sum(weights)
         self._cumulative = [c / total for c in accumulate(weights)]
