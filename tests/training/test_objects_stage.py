@@ -56,6 +56,11 @@ def test_objects_stage_learns_and_the_next_stage_starts_from_its_encoder(tmp_pat
     assert any(k.startswith("object_head.") for k in ckpt["state_dict"])
     model, _ = load_for_eval(metrics["checkpoint"])  # evaluation tools read it too (its head dropped)
     assert torch.equal(model.encoder.conv1.weight, ckpt["state_dict"]["model.encoder.conv1.weight"])
+    # a head of another shape (an older set of maps) does not stop the encoder being read
+    older = tmp_path / "older.ckpt"
+    ckpt["state_dict"]["object_head.proj.weight"] = ckpt["state_dict"]["object_head.proj.weight"][:-31]
+    torch.save(ckpt, older)
+    assert torch.equal(load_for_eval(older)[0].encoder.conv1.weight, model.encoder.conv1.weight)
     cfg = compose_train(
         tmp_path / "warmup",
         "stage=warmup",
