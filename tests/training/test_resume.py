@@ -52,7 +52,7 @@ def _wait_for_step(out, step, proc, timeout=300):
     raise TimeoutError(f"no checkpoint at step {step}")
 
 
-@pytest.mark.parametrize("stage", ["multitask", "objects"])  # language stages; the encoder's own
+@pytest.mark.parametrize("stage", ["multitask", "objects"])  # a language stage and the encoder's own
 def test_killed_run_resumes_to_identical_weights(tmp_path, stage):
     _train(tmp_path / "straight", f"stage={stage}")
     proc = _train(tmp_path / "killed", f"stage={stage}", wait=False)

@@ -27,6 +27,7 @@ from omegaconf import DictConfig
 
 from qwenvl.cli.train import train
 from qwenvl.paths import CONF_DIR
+from qwenvl.training.stages import objective
 
 log = logging.getLogger(__name__)
 PIPELINE_KEYS = ("stages", "steps", "hydra", "out_dir", "eval")
@@ -96,7 +97,7 @@ def main(cfg: DictConfig) -> None:
         metrics = train(stage_cfg)
         metrics.update(steps=stage_cfg.max_steps, minutes=(time.perf_counter() - t0) / 60)
         # The image gap needs a language side that answers: none before the first language stage.
-        if stage_cfg.stage.get("objective", "lm") == "lm":
+        if objective(stage_cfg.stage) == "lm":
             metrics.update(stage_gap(metrics["checkpoint"], cfg.eval, stage_cfg.stage.fmt))
         results.append((stage, metrics))
         init_from = metrics["checkpoint"]

@@ -33,7 +33,7 @@ def _container(node) -> dict:
 
 def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Trainer]:
     """Module, data and trainer from a composed config. Fails before any work on a bad config."""
-    module = module_class(cfg.stage.get("objective", "lm"))(
+    module = module_class(cfg.stage)(
         encoder=_container(cfg.encoder),
         adapter=_container(cfg.adapter),
         llm=_container(cfg.llm),

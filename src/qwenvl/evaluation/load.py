@@ -24,7 +24,7 @@ def load_for_eval(path: str | Path) -> tuple[QwenVLModel, QwenVLProcessor]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         hp = dict(ckpt["hyper_parameters"])
         hp["stage"] = {**hp["stage"], "init_from": None}  # the weights come from this file
-        module = module_class(hp["stage"].get("objective", "lm"))(**hp)
+        module = module_class(hp["stage"])(**hp)
         # The model's weights, strictly; a stage's own head (`objects`) is not evaluated, so a head
         # of another shape (an older object-map set) does not stop its encoder being read.
         state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}

@@ -118,14 +118,14 @@ class ObjectMapModule(QwenVLLitModule):
         logits = self(batch)
         n = len(batch["pixel_values"])
         self.log("val/loss", self.object_loss(logits, batch), prog_bar=True, batch_size=n, sync_dist=True)
-        kind, colour, char = batch["kind"], batch["colour"], batch["char"]
+        kind, colour, char, centre = (batch[m] for m in MAPS)
         on_shape = (kind > 0) & (kind < KIND_CLASSES.index("text"))
         for name, predicted, target, where in (
             ("shape", logits["kind"], kind, on_shape),
             ("colour", logits["colour"], colour, on_shape),
             ("char", logits["char"], char, char > 0),
             ("background", logits["kind"], kind, kind == 0),
-            ("centre", logits["centre"], batch["centre"], batch["centre"] > 0),
+            ("centre", logits["centre"], centre, centre > 0),
         ):
             hits = (predicted.argmax(-1) == target)[where]
             if hits.numel():  # weighted by cells, so the epoch value is the accuracy over all cells

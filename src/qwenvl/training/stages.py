@@ -70,9 +70,14 @@ def apply_freezing(model: nn.Module, stage: StageConfig) -> dict[str, int]:
     return counts
 
 
-def module_class(objective: str = "lm"):
-    """The LightningModule class that trains a stage with this `objective` (checkpoints rebuild with it)."""
+def objective(stage) -> str:
+    """A stage config's `objective` (a mapping: composed config or saved hyper-parameters)."""
+    return stage.get("objective", StageConfig.objective)
+
+
+def module_class(stage):
+    """The LightningModule class that trains `stage` (a stage config mapping; checkpoints rebuild with it)."""
     from qwenvl.training.module import QwenVLLitModule  # here, not at the top: those modules import this one
     from qwenvl.training.object_maps import ObjectMapModule
 
-    return ObjectMapModule if objective == "object_maps" else QwenVLLitModule
+    return ObjectMapModule if objective(stage) == "object_maps" else QwenVLLitModule
