@@ -22,6 +22,7 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
         "eval.limit=4",
         "eval.gap_tasks=[caption,vqa]",
         "eval.gap_samples=4",
+        "eval.resamples=20",
         "eval.benchmarks=[synthetic_vqa,synthetic_grounding]",
         "callbacks.progress=null",
     ]
@@ -39,6 +40,14 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
     assert set(summary["evaluation"]["blind"]) == {"synthetic_vqa", "synthetic_grounding"}
     table = (tmp_path / "summary.md").read_text()
     assert "| sft |" in table and "blind (grey images)" in table and "gap vqa" in table
+    # with images against blind: every metric of both benchmarks with its paired-bootstrap interval
+    paired = summary["evaluation"]["paired"]
+    assert {(c["benchmark"], c["metric"]) for c in paired} >= {
+        ("synthetic_vqa", "acc"),
+        ("synthetic_grounding", "acc@0.5"),
+    }
+    assert all(c["low"] <= c["high"] and c["samples"] == 4 for c in paired)
+    assert "95 % interval" in table and (tmp_path / "eval_vs_blind.png").is_file()
     assert "| objects |" in table and "val acc shape" in table
     # each stage started from the previous one's checkpoint
     assert (tmp_path / "4_multitask" / "checkpoints" / "last.ckpt").is_file()

@@ -9,8 +9,9 @@ On the embedded default, `objects` and `warmup` come first: stand-ins for pretra
 Overrides apply to every stage. Each stage writes into `<run dir>/<n>_<stage>/`; the summary
 (train loss at the start and end of each stage, validation loss per task, the image gap per task:
 answer loss with other samples' pictures minus with the right ones, > 0 once the model reads them;
-for the encoder's `objects` stage, its accuracies on the validation object maps)
-is printed and written to `<run dir>/summary.md` and `summary.json`.
+for the encoder's `objects` stage, its accuracies on the validation object maps), then the
+synthetic benchmarks with images and blind, each metric's difference with a paired-bootstrap 95 %
+interval (`eval_vs_blind.png`), is printed and written to `<run dir>/summary.md` and `summary.json`.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def main(cfg: DictConfig) -> None:
     scores = {}
     if cfg.eval.benchmarks:
         scores = evaluate_final(init_from, cfg.eval, out)
-        table += "\n\n" + summarize_eval(scores)
+        scores["paired"] = compare_with_blind(cfg.eval, out)
+        table += "\n\n" + summarize_paired(scores["paired"], cfg.eval.resamples)
     (out / "summary.md").write_text(table + "\n")
     (out / "summary.json").write_text(json.dumps({"stages": dict(results), "evaluation": scores}, indent=2))
     print(f"\n{table}\n\nrun directory: {out}")
@@ -151,14 +153,27 @@ def evaluate_final(ckpt: str, cfg: DictConfig, out: Path) -> dict:
     return {"with_images": seen["benchmarks"], "blind": blind["benchmarks"]}
 
 
-def summarize_eval(scores: dict) -> str:
-    """Markdown: each benchmark metric with images and blind; the gap is what the pixels are worth."""
-    lines = ["| benchmark | metric | with images | blind (grey images) | samples |", "|---|---|---|---|---|"]
-    for name, r in scores["with_images"].items():
-        blind = scores["blind"][name]["metrics"]
-        for metric, value in r["metrics"].items():
-            lines.append(f"| {name} | {metric} | {value} | {blind.get(metric, '—')} | {r['samples']} |")
-    return "\n".join(lines)
+def compare_with_blind(cfg: DictConfig, out: Path) -> list[dict]:
+    """Paired bootstrap of the scores with images against blind (qwenvl.evaluation.paired): whether
+    each benchmark reads the pictures beyond the luck of the samples; a forest plot beside it."""
+    from qwenvl.evaluation.paired import compare_runs
+    from qwenvl.evaluation.paired_chart import forest_png
+
+    comparisons = compare_runs(out / "eval", out / "eval_blind", resamples=cfg.resamples)
+    forest_png(comparisons, out / "eval_vs_blind.png", "with images", "blind (grey images)")
+    return [c.to_dict() for c in comparisons]
+
+
+def summarize_paired(rows: list[dict], resamples: int) -> str:
+    """Markdown: each metric with images and blind, the difference with its 95 % interval and p-value."""
+    from qwenvl.evaluation.paired import Comparison, to_markdown
+
+    fields = set(Comparison.__dataclass_fields__)
+    comparisons = [Comparison(**{k: v for k, v in r.items() if k in fields}) for r in rows]
+    return (
+        f"With images against blind, paired bootstrap over the same samples ({resamples} resamples; "
+        "eval_vs_blind.png):\n\n" + to_markdown(comparisons, "with images", "blind (grey images)")
+    )
 
 
 if __name__ == "__main__":

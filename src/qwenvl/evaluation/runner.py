@@ -118,6 +118,8 @@ def run_benchmark(
     records = read_predictions(merged)[: len(bench)]
     return {
         "metrics": score(records, bench.metrics, bench.extra),
+        # how the scores were made, so that qwenvl-compare re-scores resamples the same way
+        "scoring": {"metrics": list(bench.metrics), "extra": dict(bench.extra)},
         "samples": len(records),
         "seconds": round(time.perf_counter() - t0, 2),
     }

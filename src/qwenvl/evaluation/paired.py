@@ -1,0 +1,242 @@
+"""Paired bootstrap: is run A's score on a benchmark really different from run B's on the same samples?
+
+Two prediction files of one benchmark over the same sample ids (two checkpoints, two decoding
+settings, or one model with its pictures and blind) differ partly by the luck of which 200 samples
+were drawn. The paired bootstrap (Efron and Tibshirani 1993; Koehn 2004 for corpus metrics) draws
+the sample ids with replacement `resamples` times, the same draw for both runs, re-scores each
+draw with the benchmark's own scorers and reads the spread of the difference A - B:
+
+- `low`, `high`: the central 95 % of the resampled differences (percentile interval);
+- `p`: twice the share of draws in which A is not ahead of B (or not behind, whichever is smaller),
+  capped at 1: a two-sided bootstrap p-value for "no difference".
+
+Re-scoring each draw (rather than averaging per-sample scores) keeps corpus metrics right: CIDEr's
+document frequencies and the character error rate's ratio of sums are recomputed per draw. A sample
+drawn twice is scored twice: each copy gets its own id, because the metrics de-duplicate by id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from qwenvl.evaluation.benchmark import Benchmark
+from qwenvl.evaluation.protocol import apply_protocol
+from qwenvl.evaluation.runner import read_predictions
+from qwenvl.evaluation.scoring import score
+
+log = logging.getLogger(__name__)
+
+# Metrics where a smaller value is better; every other metric is better when larger.
+LOWER_IS_BETTER = frozenset({"cer", "unparsed"})
+LEVEL = 0.95  # coverage of the interval
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One benchmark metric of run A against run B over `samples` shared samples."""
+
+    benchmark: str
+    metric: str
+    a: float
+    b: float
+    low: float  # 2.5th percentile of the resampled A - B
+    high: float  # 97.5th percentile
+    p: float
+    samples: int
+    resamples: int
+
+    @property
+    def difference(self) -> float:
+        return self.a - self.b
+
+    @property
+    def winner(self) -> str | None:
+        """ "a" or "b" when the whole interval favours that run, else None (no difference shown)."""
+        if self.low > 0 or self.high < 0:
+            a_larger = self.low > 0
+            return "a" if a_larger != (self.metric in LOWER_IS_BETTER) else "b"
+        return None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "difference": self.difference, "winner": self.winner}
+
+
+def pair(records_a: Sequence[dict], records_b: Sequence[dict], where: str = "") -> tuple[list, list]:
+    """The records of both runs for the sample ids they share, in A's order (first copy of an id).
+
+    Raises ValueError when they share none; logs how many were left out when they share some.
+    """
+    first_a = {r["id"]: r for r in reversed(records_a)}
+    first_b = {r["id"]: r for r in reversed(records_b)}
+    shared = [i for i in dict.fromkeys(r["id"] for r in records_a) if i in first_b]
+    if not shared:
+        raise ValueError(
+            f"{where or 'the two runs'}: no sample id in common ({len(first_a)} and {len(first_b)} ids); "
+            "a paired comparison needs both runs scored on the same samples"
+        )
+    left_out = len(first_a) + len(first_b) - 2 * len(shared)
+    if left_out:
+        log.warning("%s: %d samples are in only one of the runs and are left out", where or "pair", left_out)
+    return [first_a[i] for i in shared], [first_b[i] for i in shared]
+
+
+def paired_bootstrap(
+    records_a: Sequence[dict],
+    records_b: Sequence[dict],
+    metrics: Sequence[str],
+    extra: dict | None = None,
+    benchmark: str = "",
+    resamples: int = 1000,
+    seed: int = 0,
+) -> list[Comparison]:
+    """Every metric the scorers `metrics` report, A against B, over the samples both runs hold."""
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    a, b = pair(records_a, records_b, benchmark)
+    full_a, full_b = score(a, list(metrics), extra), score(b, list(metrics), extra)
+    names = [m for m in full_a if m in full_b]
+    draws = np.random.default_rng(seed).integers(0, len(a), size=(resamples, len(a)))
+    diffs = np.empty((resamples, len(names)))
+    for k, draw in enumerate(draws):
+        sa, sb = (score(_copies(recs, draw), list(metrics), extra) for recs in (a, b))
+        diffs[k] = [sa[m] - sb[m] for m in names]
+    out = []
+    tail = (1 - LEVEL) / 2
+    for j, name in enumerate(names):
+        d = diffs[:, j]
+        low, high = np.quantile(d, [tail, 1 - tail])
+        p = min(1.0, 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
+        out.append(
+            Comparison(
+                benchmark,
+                name,
+                float(full_a[name]),
+                float(full_b[name]),
+                float(low),
+                float(high),
+                p,
+                len(a),
+                resamples,
+            )  # fmt: skip
+        )
+    return out
+
+
+def _copies(records: list[dict], draw: np.ndarray) -> list[dict]:
+    # A fresh id per position: the metrics keep one record per id, and a resample repeats samples.
+    return [{**records[i], "id": f"{records[i]['id']}#{k}"} for k, i in enumerate(draw)]
+
+
+def scoring_of(
+    run_dir: Path, name: str, result: dict, protocol: str, bench_dir: Path
+) -> tuple[list[str], dict]:
+    """The scorers and their options that produced `result`: recorded in results.json by the runner,
+    or, for results written before it recorded them, read from the benchmark's YAML and the run's
+    evaluation protocol."""
+    if "scoring" in result:
+        return list(result["scoring"]["metrics"]), dict(result["scoring"].get("extra") or {})
+    path = Path(bench_dir) / f"{name}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{run_dir}: results.json does not say how {name} was scored, and there is no {path} to read "
+            "it from; evaluate the run again with this version to record it"
+        )
+    spec = OmegaConf.load(path)
+    bench = Benchmark(
+        name=name,
+        dataset=[],
+        metrics=list(spec.metrics),
+        kind=str(spec.get("kind", "generate")),
+        extra=dict(spec.get("extra") or {}),
+    )
+    bench = apply_protocol(bench, protocol)
+    return bench.metrics, bench.extra
+
+
+def _results(run_dir: Path) -> dict:
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no results.json; give a directory that qwenvl-eval wrote")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def _records(run_dir: Path, name: str, result: dict) -> list[dict]:
+    path = Path(run_dir) / "predictions" / f"{name}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: results.json lists {name} but {path} is missing")
+    records = read_predictions(path)
+    # The runner scores the first `samples` lines; an earlier, longer evaluation may have left more.
+    n = result.get("samples")
+    return records[:n] if isinstance(n, int) else records
+
+
+def compare_runs(
+    dir_a: str | Path,
+    dir_b: str | Path,
+    benchmarks: Sequence[str] | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    bench_dir: str | Path | None = None,
+) -> list[Comparison]:
+    """Paired bootstrap of two evaluation directories (each a results.json and its predictions/)
+    over the benchmarks both hold (or `benchmarks`)."""
+    if bench_dir is None:
+        from qwenvl.cli.eval import BENCH_DIR as bench_dir
+    dir_a, dir_b = Path(dir_a), Path(dir_b)
+    run_a, run_b = _results(dir_a), _results(dir_b)
+    res_a, res_b = run_a["benchmarks"], run_b["benchmarks"]
+    shared = [n for n in res_a if n in res_b]
+    names = list(benchmarks) if benchmarks else shared
+    missing = [n for n in names if n not in shared]
+    if missing or not names:
+        raise ValueError(
+            f"benchmarks {missing or names} are not in both {dir_a} and {dir_b}; "
+            f"both hold: {shared or 'none'}"
+        )
+    out: list[Comparison] = []
+    for name in names:
+        how_a = scoring_of(dir_a, name, res_a[name], run_a.get("protocol", "default"), bench_dir)
+        how_b = scoring_of(dir_b, name, res_b[name], run_b.get("protocol", "default"), bench_dir)
+        if how_a != how_b:
+            raise ValueError(
+                f"{name} was scored differently in {dir_a} ({how_a}) and {dir_b} ({how_b}); "
+                "scores from different scorers cannot be compared"
+            )
+        recs_a, recs_b = _records(dir_a, name, res_a[name]), _records(dir_b, name, res_b[name])
+        out += paired_bootstrap(recs_a, recs_b, *how_a, benchmark=name, resamples=resamples, seed=seed)
+    return out
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}" if math.isfinite(x) else str(x)
+
+
+def p_text(c: Comparison) -> str:
+    """The p-value; below the resolution of the draws it reads "< 2/resamples"."""
+    return f"< {2 / c.resamples:.2g}" if c.p == 0 else f"{c.p:.3g}"
+
+
+def to_markdown(comparisons: Sequence[Comparison], a: str = "A", b: str = "B") -> str:
+    """A table: each metric for A and B, A - B with its 95 % interval, p, and which run is better."""
+    verdict = {"a": f"{a} better", "b": f"{b} better", None: "no difference shown"}
+    lines = [
+        f"| benchmark | metric | {a} | {b} | {a} − {b} | 95 % interval | p | verdict | samples |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        lines.append(
+            f"| {c.benchmark} | {c.metric} | {_num(c.a)} | {_num(c.b)} | {_num(c.difference)} | "
+            f"[{_num(c.low)}, {_num(c.high)}] | {p_text(c)} | {verdict[c.winner]} | {c.samples} |"
+        )
+    return "\n".join(lines)
