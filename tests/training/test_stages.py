@@ -10,6 +10,7 @@ EXPECTED = {
     "pretrain": {"encoder": True, "adapter": True, "llm": False},
     "multitask": {"encoder": True, "adapter": True, "llm": True},
     "sft": {"encoder": False, "adapter": True, "llm": True},
+    "locate": {"encoder": True, "adapter": True, "llm": True},
 }
 
 
@@ -79,3 +80,10 @@ def test_a_stage_caps_the_synthetic_worlds_shapes_per_task(tmp_path, compose_tra
         max(len(datamodule.train_set.make(i, task="caption").meta["scene"]["objects"]) for i in range(30))
         == 2
     )
+
+
+def test_the_locate_stage_shows_grounding_on_one_shape_pictures(tmp_path, compose_train):
+    _, datamodule, _ = build(compose_train(tmp_path, "stage=locate"))
+    world = datamodule.train_set
+    assert world.tasks == ["grounding"] and world.settings.image_size == 224
+    assert {len(world[i].meta["scene"]["objects"]) for i in range(20)} == {1}
