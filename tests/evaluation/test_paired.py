@@ -133,3 +133,16 @@ def test_cli_writes_table_json_and_chart(tmp_path, capsys):
         assert im.width > 500 and len(set(im.convert("L").getdata())) > 10  # drawn, not blank
     assert compare.main([str(tmp_path / "nowhere"), str(b)]) == 2
     assert "no results.json" in capsys.readouterr().err
+
+
+def test_chart_draws_an_interval_that_leaves_out_the_observed_difference(tmp_path):
+    from qwenvl.evaluation.paired import Comparison
+    from qwenvl.evaluation.paired_chart import forest_png
+
+    odd = Comparison("b", "acc", a=10.0, b=2.0, low=9.0, high=12.0, p=0.0, samples=5, resamples=50)
+    tie = Comparison("b", "cer", a=0.5, b=0.5, low=0.0, high=0.0, p=1.0, samples=5, resamples=50)
+    assert odd.winner == "a" and tie.winner is None
+    with Image.open(forest_png([odd, tie], tmp_path / "f.png")) as im:
+        assert im.height > 100
+    with pytest.raises(ValueError, match="no comparisons"):
+        forest_png([], tmp_path / "g.png")

@@ -59,7 +59,7 @@ class Comparison:
 
     @property
     def winner(self) -> str | None:
-        """ "a" or "b" when the whole interval favours that run, else None (no difference shown)."""
+        """The run the whole interval favours, "a" or "b"; None when it holds 0 (no difference shown)."""
         if self.low > 0 or self.high < 0:
             a_larger = self.low > 0
             return "a" if a_larger != (self.metric in LOWER_IS_BETTER) else "b"
@@ -116,16 +116,16 @@ def paired_bootstrap(
         p = min(1.0, 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
         out.append(
             Comparison(
-                benchmark,
-                name,
-                float(full_a[name]),
-                float(full_b[name]),
-                float(low),
-                float(high),
-                p,
-                len(a),
-                resamples,
-            )  # fmt: skip
+                benchmark=benchmark,
+                metric=name,
+                a=float(full_a[name]),
+                b=float(full_b[name]),
+                low=float(low),
+                high=float(high),
+                p=p,
+                samples=len(a),
+                resamples=resamples,
+            )
         )
     return out
 

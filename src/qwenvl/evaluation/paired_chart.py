@@ -29,13 +29,15 @@ def forest_png(comparisons: Sequence[Comparison], path: str | Path, a: str = "A"
     axes = fig.subplots(len(comparisons), 1, squeeze=False)[:, 0]
     for ax, c in zip(axes, comparisons, strict=True):
         colour = COLOURS[c.winner]
+        # A percentile interval can, rarely, leave out the observed difference: bars never negative.
+        below, above = max(0.0, c.difference - c.low), max(0.0, c.high - c.difference)
         ax.errorbar(
-            [c.difference], [0], xerr=[[c.difference - c.low], [c.high - c.difference]],
+            [c.difference], [0], xerr=[[below], [above]],
             fmt="o", color=colour, capsize=4, markersize=5,
         )  # fmt: skip
         ax.axvline(0, color="#202020", linewidth=0.8, linestyle="--")
         # Zero always in view, and some room either side of the interval.
-        lo, hi = min(0.0, c.low), max(0.0, c.high)
+        lo, hi = min(0.0, c.low, c.difference), max(0.0, c.high, c.difference)
         pad = 0.15 * (hi - lo) or 1.0
         ax.set_xlim(lo - pad, hi + pad)
         ax.set_yticks([])
