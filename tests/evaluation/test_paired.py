@@ -90,7 +90,7 @@ def _eval_dir(path, predictions, answers, scoring=True, protocol="default"):
     result = {"metrics": {}, "samples": len(recs)}
     if scoring:
         result["scoring"] = {"metrics": ["exact_match"], "extra": {}}
-    run = {"protocol": protocol, "benchmarks": {"synthetic_vqa": result}}
+    run = {"model": {"name": path.name}, "protocol": protocol, "benchmarks": {"synthetic_vqa": result}}
     (path / "results.json").write_text(json.dumps(run))
     return path
 

@@ -106,8 +106,9 @@ def main(cfg: DictConfig) -> None:
     scores = {}
     if cfg.eval.benchmarks:
         scores = evaluate_final(init_from, cfg.eval, out)
-        scores["paired"] = compare_with_blind(cfg.eval, out)
-        table += "\n\n" + summarize_paired(scores["paired"], cfg.eval.resamples)
+        comparisons = compare_with_blind(cfg.eval, out)
+        scores["paired"] = [c.to_dict() for c in comparisons]
+        table += "\n\n" + summarize_paired(comparisons, cfg.eval.resamples)
     (out / "summary.md").write_text(table + "\n")
     (out / "summary.json").write_text(json.dumps({"stages": dict(results), "evaluation": scores}, indent=2))
     print(f"\n{table}\n\nrun directory: {out}")
@@ -153,7 +154,7 @@ def evaluate_final(ckpt: str, cfg: DictConfig, out: Path) -> dict:
     return {"with_images": seen["benchmarks"], "blind": blind["benchmarks"]}
 
 
-def compare_with_blind(cfg: DictConfig, out: Path) -> list[dict]:
+def compare_with_blind(cfg: DictConfig, out: Path) -> list:
     """Paired bootstrap of the scores with images against blind (qwenvl.evaluation.paired): whether
     each benchmark reads the pictures beyond the luck of the samples; a forest plot beside it."""
     from qwenvl.evaluation.paired import compare_runs
@@ -161,15 +162,13 @@ def compare_with_blind(cfg: DictConfig, out: Path) -> list[dict]:
 
     comparisons = compare_runs(out / "eval", out / "eval_blind", resamples=cfg.resamples)
     forest_png(comparisons, out / "eval_vs_blind.png", "with images", "blind (grey images)")
-    return [c.to_dict() for c in comparisons]
+    return comparisons
 
 
-def summarize_paired(rows: list[dict], resamples: int) -> str:
+def summarize_paired(comparisons: list, resamples: int) -> str:
     """Markdown: each metric with images and blind, the difference with its 95 % interval and p-value."""
-    from qwenvl.evaluation.paired import Comparison, to_markdown
+    from qwenvl.evaluation.paired import to_markdown
 
-    fields = set(Comparison.__dataclass_fields__)
-    comparisons = [Comparison(**{k: v for k, v in r.items() if k in fields}) for r in rows]
     return (
         f"With images against blind, paired bootstrap over the same samples ({resamples} resamples; "
         "eval_vs_blind.png):\n\n" + to_markdown(comparisons, "with images", "blind (grey images)")

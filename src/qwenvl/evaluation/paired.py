@@ -17,7 +17,6 @@ drawn twice is scored twice: each copy gets its own id, because the metrics de-d
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from omegaconf import OmegaConf
 
 from qwenvl.evaluation.benchmark import Benchmark
 from qwenvl.evaluation.protocol import apply_protocol
+from qwenvl.evaluation.results import RunResult, load_results
 from qwenvl.evaluation.runner import read_predictions
 from qwenvl.evaluation.scoring import score
 
@@ -135,19 +135,18 @@ def _copies(records: list[dict], draw: np.ndarray) -> list[dict]:
     return [{**records[i], "id": f"{records[i]['id']}#{k}"} for k, i in enumerate(draw)]
 
 
-def scoring_of(
-    run_dir: Path, name: str, result: dict, protocol: str, bench_dir: Path
-) -> tuple[list[str], dict]:
-    """The scorers and their options that produced `result`: recorded in results.json by the runner,
-    or, for results written before it recorded them, read from the benchmark's YAML and the run's
-    evaluation protocol."""
-    if "scoring" in result:
-        return list(result["scoring"]["metrics"]), dict(result["scoring"].get("extra") or {})
+def scoring_of(run: RunResult, name: str, bench_dir: Path) -> tuple[list[str], dict]:
+    """The scorers and their options that produced `run`'s scores on `name`: recorded in results.json
+    by the runner, or, for results written before it recorded them, read from the benchmark's YAML
+    and the run's evaluation protocol."""
+    result = run.benchmarks[name]
+    if result.scoring is not None:
+        return list(result.scoring["metrics"]), dict(result.scoring.get("extra") or {})
     path = Path(bench_dir) / f"{name}.yaml"
     if not path.is_file():
         raise FileNotFoundError(
-            f"{run_dir}: results.json does not say how {name} was scored, and there is no {path} to read "
-            "it from; evaluate the run again with this version to record it"
+            f"{run.path}: does not say how {name} was scored, and there is no {path} to read it "
+            "from; evaluate the run again with this version to record it"
         )
     spec = OmegaConf.load(path)
     bench = Benchmark(
@@ -157,28 +156,18 @@ def scoring_of(
         kind=str(spec.get("kind", "generate")),
         extra=dict(spec.get("extra") or {}),
     )
-    bench = apply_protocol(bench, protocol)
+    bench = apply_protocol(bench, run.protocol)
     return bench.metrics, bench.extra
 
 
-def _results(run_dir: Path) -> dict:
-    path = Path(run_dir) / "results.json"
+def _records(run: RunResult, name: str) -> list[dict]:
+    path = run.run_dir / "predictions" / f"{name}.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: no results.json; give a directory that qwenvl-eval wrote")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
-
-
-def _records(run_dir: Path, name: str, result: dict) -> list[dict]:
-    path = Path(run_dir) / "predictions" / f"{name}.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: results.json lists {name} but {path} is missing")
+        raise FileNotFoundError(f"{run.run_dir}: results.json lists {name} but {path} is missing")
     records = read_predictions(path)
     # The runner scores the first `samples` lines; an earlier, longer evaluation may have left more.
-    n = result.get("samples")
-    return records[:n] if isinstance(n, int) else records
+    n = run.benchmarks[name].samples
+    return records if n is None else records[:n]
 
 
 def compare_runs(
@@ -193,27 +182,24 @@ def compare_runs(
     over the benchmarks both hold (or `benchmarks`)."""
     if bench_dir is None:
         from qwenvl.cli.eval import BENCH_DIR as bench_dir
-    dir_a, dir_b = Path(dir_a), Path(dir_b)
-    run_a, run_b = _results(dir_a), _results(dir_b)
-    res_a, res_b = run_a["benchmarks"], run_b["benchmarks"]
-    shared = [n for n in res_a if n in res_b]
+    run_a, run_b = load_results(dir_a), load_results(dir_b)
+    shared = [n for n in run_a.benchmarks if n in run_b.benchmarks]
     names = list(benchmarks) if benchmarks else shared
     missing = [n for n in names if n not in shared]
     if missing or not names:
         raise ValueError(
-            f"benchmarks {missing or names} are not in both {dir_a} and {dir_b}; "
+            f"benchmarks {missing or names} are not in both {run_a.run_dir} and {run_b.run_dir}; "
             f"both hold: {shared or 'none'}"
         )
     out: list[Comparison] = []
     for name in names:
-        how_a = scoring_of(dir_a, name, res_a[name], run_a.get("protocol", "default"), bench_dir)
-        how_b = scoring_of(dir_b, name, res_b[name], run_b.get("protocol", "default"), bench_dir)
+        how_a, how_b = scoring_of(run_a, name, bench_dir), scoring_of(run_b, name, bench_dir)
         if how_a != how_b:
             raise ValueError(
-                f"{name} was scored differently in {dir_a} ({how_a}) and {dir_b} ({how_b}); "
-                "scores from different scorers cannot be compared"
+                f"{name} was scored differently in {run_a.run_dir} ({how_a}) and {run_b.run_dir} "
+                f"({how_b}); scores from different scorers cannot be compared"
             )
-        recs_a, recs_b = _records(dir_a, name, res_a[name]), _records(dir_b, name, res_b[name])
+        recs_a, recs_b = _records(run_a, name), _records(run_b, name)
         out += paired_bootstrap(recs_a, recs_b, *how_a, benchmark=name, resamples=resamples, seed=seed)
     return out
 

@@ -56,6 +56,8 @@ class BenchmarkResult:
     metrics: dict[str, float]
     samples: int | None = None
     seconds: float | None = None
+    # How the runner scored it: {"metrics": [scorer names], "extra": {...}}; None in older files.
+    scoring: dict[str, Any] | None = None
 
 
 @dataclass
@@ -68,6 +70,7 @@ class RunResult:
     overrides: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     created: str | None = None
+    protocol: str = "default"  # the evaluation protocol (qwenvl.evaluation.protocol)
 
     @property
     def run_dir(self) -> Path:
@@ -124,10 +127,14 @@ def _parse_benchmark(path: Path, name: str, data: Any) -> BenchmarkResult:
         raise ResultsError(f"{where}.samples: expected a number, got {samples!r}")
     if seconds is not None and not _is_number(seconds):
         raise ResultsError(f"{where}.seconds: expected a number, got {seconds!r}")
+    scoring = data.get("scoring")
+    if scoring is not None and not (isinstance(scoring, dict) and isinstance(scoring.get("metrics"), list)):
+        raise ResultsError(f"{where}.scoring: expected an object with a list 'metrics', got {scoring!r}")
     return BenchmarkResult(
         metrics={str(k): float(v) for k, v in metrics.items()},
         samples=int(samples) if samples is not None else None,
         seconds=float(seconds) if seconds is not None else None,
+        scoring=scoring,
     )
 
 
@@ -141,7 +148,7 @@ def load_results(path: str | Path) -> RunResult:
     if path.is_dir():
         path = path / RESULTS_NAME
     if not path.is_file():
-        raise ResultsError(f"{path}: no such file")
+        raise ResultsError(f"{path}: no such file (no results.json: give a directory that qwenvl-eval wrote)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
@@ -177,6 +184,7 @@ def load_results(path: str | Path) -> RunResult:
         overrides=[str(o) for o in overrides],
         config=config,
         created=data.get("created"),
+        protocol=str(data.get("protocol") or "default"),
     )
 
 
