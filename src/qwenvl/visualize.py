@@ -9,14 +9,20 @@ from qwenvl.boxes import Grounding, to_pixels
 PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
 
 
-def draw_groundings(image: Image.Image, groundings: list[Grounding], scale: float = 1000) -> Image.Image:
-    """A copy of `image` with each normalized box drawn in pixels and labelled with its ref text."""
+def draw_groundings(
+    image: Image.Image, groundings: list[Grounding], scale: float = 1000, colours: list | None = None
+) -> Image.Image:
+    """A copy of `image` with each normalized box drawn in pixels and labelled with its ref text.
+
+    `colours`: one colour per grounding (a Pillow colour: name, "#rrggbb" or an RGB tuple); by
+    default they cycle through PALETTE.
+    """
     out = image.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
     font = ImageFont.load_default(size=max(10, out.height // 30))
     line = max(2, out.width // 150)
     for i, g in enumerate(groundings):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = colours[i] if colours else PALETTE[i % len(PALETTE)]
         x1, y1, x2, y2 = to_pixels(g.box, out.width, out.height, scale)
         # A model may write its corners in any order: draw the box they span.
         x1, x2, y1, y2 = min(x1, x2), max(x1, x2), min(y1, y2), max(y1, y2)

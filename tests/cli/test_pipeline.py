@@ -48,6 +48,8 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
     }
     assert all(c["low"] <= c["high"] and c["samples"] == 4 for c in paired)
     assert "95 % interval" in table and (tmp_path / "eval_vs_blind.png").is_file()
+    for run in ("eval", "eval_blind"):  # each benchmark's first predictions, drawn
+        assert (tmp_path / run / "gallery" / "synthetic_grounding.png").is_file()
     assert "| objects |" in table and "val acc shape" in table
     # each stage started from the previous one's checkpoint
     assert (tmp_path / "4_multitask" / "checkpoints" / "last.ckpt").is_file()

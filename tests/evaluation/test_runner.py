@@ -131,6 +131,8 @@ def test_eval_cli_writes_results_that_a_leaderboard_reads(model, proc, tmp_path)
         assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads((tmp_path / "a" / "results.json").read_text())
     assert set(report["benchmarks"]) == {"synthetic_vqa", "synthetic_grounding"}
+    for name in report["benchmarks"]:  # a picture of the first predictions beside the scores
+        assert Image.open(tmp_path / "a" / "gallery" / f"{name}.png").width > 4 * 200
     from qwenvl.evaluation.leaderboard import build_leaderboard
     from qwenvl.evaluation.results import find_results, load_results
 

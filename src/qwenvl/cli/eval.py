@@ -24,9 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from qwenvl.evaluation.benchmark import load_benchmark
+from qwenvl.evaluation.gallery import write_gallery
 from qwenvl.evaluation.load import load_for_eval
 from qwenvl.evaluation.protocol import apply_protocol
-from qwenvl.evaluation.runner import run_benchmark
+from qwenvl.evaluation.runner import read_predictions, run_benchmark
 from qwenvl.paths import CONF_DIR, ROOT
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,11 @@ def evaluate(
     config: dict | None = None,
     write: bool = True,
     protocol: str = "default",
+    gallery: int = 8,
 ) -> dict:
-    """Score `ckpt` on each benchmark and write `<out_dir>/results.json` (unless `write=False`)."""
+    """Score `ckpt` on each benchmark and write `<out_dir>/results.json` (unless `write=False`),
+    and a picture of each benchmark's first `gallery` predictions, `<out_dir>/gallery/<name>.png`
+    (0: none)."""
     torch.manual_seed(0)
     rank = _init_distributed()
     model, processor = load_for_eval(ckpt)
@@ -64,6 +68,8 @@ def evaluate(
             results[name] = run_benchmark(model, processor, bench, out_dir, batch_size, progress, blind)
             if rank == 0:
                 log.info("%s: %s", name, results[name]["metrics"])
+                if gallery > 0:
+                    _gallery(bench, processor, out_dir, gallery, blind)
     report = {
         "model": {
             "name": Path(ckpt).parent.parent.name or str(ckpt),
@@ -80,6 +86,21 @@ def evaluate(
     if write and rank == 0:  # a training run folds the scores into its own results.json instead
         (out_dir / "results.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
     return report
+
+
+def _gallery(bench, processor, out_dir: Path, n: int, blind: bool) -> None:
+    """`<out_dir>/gallery/<name>.png`: the first `n` samples with their predictions drawn."""
+    try:  # a picture for people must never cost the scores it illustrates
+        samples = [bench.dataset[i] for i in range(min(n, len(bench)))]
+        records = read_predictions(out_dir / "predictions" / f"{bench.name}.jsonl")
+        seen = "blind: the model saw grey pictures" if blind else "with the pictures"
+        title = f"{bench.name}, {seen}: model in red, reference in green"
+        target = out_dir / "gallery" / f"{bench.name}.png"
+        path = write_gallery(samples, records, target, title, processor.load_image)
+        if path is not None:
+            log.info("%s: gallery of %d predictions in %s", bench.name, len(samples), path)
+    except Exception:
+        log.exception("%s: the gallery could not be drawn; the scores stand", bench.name)
 
 
 def _init_distributed() -> int:
@@ -111,6 +132,7 @@ def main(cfg: DictConfig) -> None:
         overrides=list(HydraConfig.get().overrides.task),
         config=OmegaConf.to_container(cfg, resolve=True),
         protocol=cfg.protocol,
+        gallery=cfg.gallery,
     )
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return

@@ -109,6 +109,11 @@ def main(cfg: DictConfig) -> None:
         comparisons = compare_with_blind(cfg.eval, out)
         scores["paired"] = [c.to_dict() for c in comparisons]
         table += "\n\n" + summarize_paired(comparisons, cfg.eval.resamples)
+        if cfg.eval.get("gallery", 8):
+            table += (
+                "\n\nEach benchmark's first predictions, drawn (boxes: model red, reference green): "
+                "eval/gallery/<benchmark>.png, and blind in eval_blind/gallery/."
+            )
     (out / "summary.md").write_text(table + "\n")
     (out / "summary.json").write_text(json.dumps({"stages": dict(results), "evaluation": scores}, indent=2))
     print(f"\n{table}\n\nrun directory: {out}")
@@ -148,7 +153,12 @@ def evaluate_final(ckpt: str, cfg: DictConfig, out: Path) -> dict:
     """The final checkpoint on the synthetic benchmarks, with images and blind (images grey)."""
     from qwenvl.cli.eval import evaluate
 
-    kw = {"benchmarks": list(cfg.benchmarks), "limit": cfg.limit, "batch_size": cfg.batch_size}
+    kw = {
+        "benchmarks": list(cfg.benchmarks),
+        "limit": cfg.limit,
+        "batch_size": cfg.batch_size,
+        "gallery": cfg.get("gallery", 8),
+    }
     seen = evaluate(ckpt, out_dir=out / "eval", **kw)
     blind = evaluate(ckpt, out_dir=out / "eval_blind", blind=True, **kw)
     return {"with_images": seen["benchmarks"], "blind": blind["benchmarks"]}
