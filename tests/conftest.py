@@ -1,3 +1,5 @@
+import time
+
 import pytest
 import torch
 
@@ -30,3 +32,25 @@ def model():
 @pytest.fixture(scope="module")
 def proc(model):
     return QwenVLProcessor.from_model(model)
+
+
+@pytest.fixture
+def wait_for_step():
+    """wait(run_dir, step, proc): block until run_dir/checkpoints/last.ckpt holds `step` or later,
+    failing with the process's stderr if it dies first (for tests that kill a run mid-way)."""
+
+    def wait(out, step, proc, timeout=300):
+        last = out / "checkpoints" / "last.ckpt"
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            if last.is_file():
+                try:
+                    if torch.load(last, weights_only=True, map_location="cpu")["global_step"] >= step:
+                        return
+                except Exception:  # mid-rename on a slow disk; look again
+                    pass
+            time.sleep(0.2)
+        raise TimeoutError(f"no checkpoint at step {step} in {out}")
+
+    return wait

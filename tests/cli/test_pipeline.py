@@ -83,3 +83,65 @@ def test_wandb_offline_run_holds_the_logged_metrics(tmp_path):
     assert list(runs[0].glob("files/media/table/*.table.json"))  # the predictions table with pictures
     results = json.loads((tmp_path / "results.json").read_text())
     assert "synthetic_grounding@val" in results["benchmarks"] and "val" in results["benchmarks"]
+
+
+RESUMABLE = [
+    "logger=none",
+    "callbacks.progress=null",
+    "stages=[objects,warmup]",
+    "steps.objects=3",
+    "steps.warmup=12",
+    "checkpoint_every=1",
+    "data.batch_size=2",
+    "data.val.size=2",
+    "adapter.num_queries=16",
+    "eval.benchmarks=[]",
+    "eval.gap_tasks=[]",
+]
+
+
+def _pipeline(out, *extra, wait=True):
+    cmd = [sys.executable, "-m", "qwenvl.cli.pipeline", f"hydra.run.dir={out}", *RESUMABLE, *extra]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+
+def test_a_killed_pipeline_reuses_finished_stages_and_resumes_the_interrupted_one(tmp_path, wait_for_step):
+    import signal
+
+    import torch
+
+    assert _pipeline(tmp_path / "straight").returncode == 0
+    out = tmp_path / "killed"
+    proc = _pipeline(out, wait=False)
+    wait_for_step(out / "2_warmup", 4, proc)
+    proc.send_signal(signal.SIGKILL)  # a real kill: no handler runs, no cleanup
+    proc.wait()
+    ckpt = out / "2_warmup" / "checkpoints" / "last.ckpt"
+    killed_at = torch.load(ckpt, weights_only=True)["global_step"]
+    assert killed_at < 12
+    assert json.loads((out / "2_warmup" / "stage.json").read_text())["status"] == "training"
+    objects_ckpt = out / "1_objects" / "checkpoints" / "last.ckpt"
+    objects_written = objects_ckpt.stat().st_mtime_ns
+
+    r = _pipeline(out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = (out / "pipeline.log").read_text()
+    assert "objects finished in an earlier run" in log and "resuming from its last checkpoint" in log
+    assert objects_ckpt.stat().st_mtime_ns == objects_written  # stage 1 was not trained again
+    a = torch.load(tmp_path / "straight" / "2_warmup" / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(ckpt, weights_only=True)
+    assert a["global_step"] == b["global_step"] == 12
+    for k in a["state_dict"]:  # the same weights as the pipeline that was never stopped
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), k
+    # and the same summary: the resumed stage reports the losses of its whole run, not of its tail
+    straight = json.loads((tmp_path / "straight" / "summary.json").read_text())["stages"]["warmup"]
+    resumed = json.loads((out / "summary.json").read_text())["stages"]["warmup"]
+    assert resumed["train/loss_first"] == straight["train/loss_first"]
+    assert resumed["train/loss_last"] == straight["train/loss_last"]
+
+    # asked again with other settings, the directory is refused, naming what differs
+    r = _pipeline(out, "steps.warmup=13")
+    assert r.returncode != 0
+    assert "other settings" in r.stderr and "max_steps=13" in r.stderr

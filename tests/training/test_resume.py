@@ -37,26 +37,11 @@ def _weights(out):
     return ckpt["state_dict"]
 
 
-def _wait_for_step(out, step, proc, timeout=300):
-    last = out / "checkpoints" / "last.ckpt"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, proc.stderr.read()[-3000:]
-        if last.is_file():
-            try:
-                if torch.load(last, weights_only=True, map_location="cpu")["global_step"] >= step:
-                    return
-            except Exception:  # mid-rename on a slow disk; look again
-                pass
-        time.sleep(0.2)
-    raise TimeoutError(f"no checkpoint at step {step}")
-
-
 @pytest.mark.parametrize("stage", ["multitask", "objects"])  # a language stage and the encoder's own
-def test_killed_run_resumes_to_identical_weights(tmp_path, stage):
+def test_killed_run_resumes_to_identical_weights(tmp_path, stage, wait_for_step):
     _train(tmp_path / "straight", f"stage={stage}")
     proc = _train(tmp_path / "killed", f"stage={stage}", wait=False)
-    _wait_for_step(tmp_path / "killed", 3 if stage == "objects" else 5, proc)
+    wait_for_step(tmp_path / "killed", 3 if stage == "objects" else 5, proc)
     proc.send_signal(signal.SIGKILL)  # a real kill: no handler runs, no cleanup
     proc.wait()
     killed_at = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True)[

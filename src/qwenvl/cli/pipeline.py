@@ -12,6 +12,10 @@ answer loss with other samples' pictures minus with the right ones, > 0 once the
 for the encoder's `objects` stage, its accuracies on the validation object maps), then the
 synthetic benchmarks with images and blind, each metric's difference with a paired-bootstrap 95 %
 interval (`eval_vs_blind.png`), is printed and written to `<run dir>/summary.md` and `summary.json`.
+
+Interrupted (a kill, a pre-empted job)? Run the same command with `hydra.run.dir=<that run dir>`:
+finished stages are reused (`<stage dir>/stage.json`), the interrupted one resumes from its
+`last.ckpt` exactly, and the evaluation keeps the predictions it had written.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from omegaconf import DictConfig
 
 from qwenvl.cli.train import train
 from qwenvl.paths import CONF_DIR
+from qwenvl.training.stage_record import read_record, write_record
 from qwenvl.training.stages import objective
 
 log = logging.getLogger(__name__)
@@ -92,14 +97,8 @@ def main(cfg: DictConfig) -> None:
     results: list[tuple[str, dict]] = []
     init_from = None
     for i, stage in enumerate(cfg.stages, start=1):
-        stage_cfg = compose(config_name="pipeline", overrides=stage_overrides(cfg, user, i, stage, init_from))
-        log.info("stage %d/%d: %s for %d steps", i, len(cfg.stages), stage, stage_cfg.max_steps)
-        t0 = time.perf_counter()
-        metrics = train(stage_cfg)
-        metrics.update(steps=stage_cfg.max_steps, minutes=(time.perf_counter() - t0) / 60)
-        # The image gap needs a language side that answers: none before the first language stage.
-        if objective(stage_cfg.stage) == "lm":
-            metrics.update(stage_gap(metrics["checkpoint"], cfg.eval, stage_cfg.stage.fmt))
+        overrides = stage_overrides(cfg, user, i, stage, init_from)
+        metrics = run_stage(cfg, overrides, i, stage)
         results.append((stage, metrics))
         init_from = metrics["checkpoint"]
     table = summarize(results)
@@ -117,6 +116,42 @@ def main(cfg: DictConfig) -> None:
     (out / "summary.md").write_text(table + "\n")
     (out / "summary.json").write_text(json.dumps({"stages": dict(results), "evaluation": scores}, indent=2))
     print(f"\n{table}\n\nrun directory: {out}")
+
+
+def run_stage(cfg: DictConfig, overrides: list[str], i: int, stage: str) -> dict:
+    """Train stage `i` (or pick it up where an earlier run of this directory stopped), then measure
+    its image gap; returns the stage's metrics. Progress is kept in `<stage dir>/stage.json`."""
+    stage_dir = Path(cfg.out_dir) / f"{i}_{stage}"
+    n = len(cfg.stages)
+    record = read_record(stage_dir, stage, overrides)
+    status = record["status"] if record else None
+    if status == "done":
+        log.info("stage %d/%d: %s finished in an earlier run of %s; reused", i, n, stage, cfg.out_dir)
+        return record["metrics"]
+    resume = ["ckpt_path=last"] if status == "training" else []  # the stage's own last.ckpt
+    stage_cfg = compose(config_name="pipeline", overrides=overrides + resume)
+    if status == "trained":
+        metrics = record["metrics"]
+    else:
+        log.info(
+            "stage %d/%d: %s for %d steps%s",
+            i,
+            n,
+            stage,
+            stage_cfg.max_steps,
+            " (resuming from its last checkpoint)" if resume else "",
+        )
+        write_record(stage_dir, stage, overrides, "training")
+        t0 = time.perf_counter()
+        metrics = train(stage_cfg)
+        # minutes of this process: a resumed stage counts only the part after its checkpoint
+        metrics.update(steps=stage_cfg.max_steps, minutes=(time.perf_counter() - t0) / 60)
+        write_record(stage_dir, stage, overrides, "trained", metrics)
+    # The image gap needs a language side that answers: none before the first language stage.
+    if objective(stage_cfg.stage) == "lm":
+        metrics.update(stage_gap(metrics["checkpoint"], cfg.eval, stage_cfg.stage.fmt))
+    write_record(stage_dir, stage, overrides, "done", metrics)
+    return metrics
 
 
 def stage_gap(ckpt: str, cfg: DictConfig, fmt: str) -> dict[str, float]:

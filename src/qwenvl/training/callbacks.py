@@ -18,6 +18,13 @@ class LossHistory(L.Callback):
         if loss is not None:
             self.losses.append(float(loss.detach()))
 
+    # Saved in the checkpoint, so that a resumed run reports the loss it started from.
+    def state_dict(self) -> dict:
+        return {"losses": list(self.losses)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.losses = [float(v) for v in state_dict.get("losses", [])]
+
     def summary(self, window: int = 10) -> dict[str, float]:
         """Mean of the first and the last `window` losses (noise-robust start and end points)."""
         if not self.losses:
