@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import time
 
 import pytest
@@ -54,3 +56,19 @@ def wait_for_step():
         raise TimeoutError(f"no checkpoint at step {step} in {out}")
 
     return wait
+
+
+@pytest.fixture
+def launch():
+    """launch(module, run_dir, *overrides, wait=True): a Hydra entry point in its own process.
+
+    wait=True: runs it to the end (CompletedProcess, output captured); wait=False: returns the
+    running Popen (stderr piped), for tests that stop it mid-way."""
+
+    def run(module, out, *overrides, wait=True):
+        cmd = [sys.executable, "-m", module, f"hydra.run.dir={out}", *overrides]
+        if not wait:
+            return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+
+    return run

@@ -100,14 +100,12 @@ RESUMABLE = [
 ]
 
 
-def _pipeline(out, *extra, wait=True):
-    cmd = [sys.executable, "-m", "qwenvl.cli.pipeline", f"hydra.run.dir={out}", *RESUMABLE, *extra]
-    if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+def test_a_killed_pipeline_reuses_finished_stages_and_resumes_the_interrupted_one(
+    tmp_path, launch, wait_for_step
+):
+    def _pipeline(out, *extra, wait=True):
+        return launch("qwenvl.cli.pipeline", out, *RESUMABLE, *extra, wait=wait)
 
-
-def test_a_killed_pipeline_reuses_finished_stages_and_resumes_the_interrupted_one(tmp_path, wait_for_step):
     import signal
 
     import torch

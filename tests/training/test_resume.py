@@ -1,8 +1,6 @@
 """A run killed at any step and resumed ends with the same weights as an uninterrupted run."""
 
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -22,13 +20,17 @@ COMMON = [
 ]
 
 
-def _train(out, *extra, wait=True):
-    cmd = [sys.executable, "-m", "qwenvl.cli.train", f"hydra.run.dir={out}", *COMMON, *extra]
-    if not wait:
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r
+@pytest.fixture
+def train(launch):
+    """train(run_dir, *overrides, wait=True): qwenvl-train on the small common config."""
+
+    def run(out, *extra, wait=True):
+        r = launch("qwenvl.cli.train", out, *COMMON, *extra, wait=wait)
+        if wait:
+            assert r.returncode == 0, r.stderr[-3000:]
+        return r
+
+    return run
 
 
 def _weights(out):
@@ -38,9 +40,9 @@ def _weights(out):
 
 
 @pytest.mark.parametrize("stage", ["multitask", "objects"])  # a language stage and the encoder's own
-def test_killed_run_resumes_to_identical_weights(tmp_path, stage, wait_for_step):
-    _train(tmp_path / "straight", f"stage={stage}")
-    proc = _train(tmp_path / "killed", f"stage={stage}", wait=False)
+def test_killed_run_resumes_to_identical_weights(tmp_path, stage, wait_for_step, train):
+    train(tmp_path / "straight", f"stage={stage}")
+    proc = train(tmp_path / "killed", f"stage={stage}", wait=False)
     wait_for_step(tmp_path / "killed", 3 if stage == "objects" else 5, proc)
     proc.send_signal(signal.SIGKILL)  # a real kill: no handler runs, no cleanup
     proc.wait()
@@ -48,16 +50,16 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, stage, wait_for_step)
         "global_step"
     ]
     assert killed_at < STEPS  # the kill landed mid-run, so the resume below has work to do
-    _train(tmp_path / "killed", f"stage={stage}", "ckpt_path=last")
+    train(tmp_path / "killed", f"stage={stage}", "ckpt_path=last")
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
 
 
-def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path):
+def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path, train):
     out = tmp_path / "term"
-    proc = _train(out, "stage=multitask", "checkpoint_every=1000", "max_steps=400", wait=False)
+    proc = train(out, "stage=multitask", "checkpoint_every=1000", "max_steps=400", wait=False)
     log = out / "checkpoints"
     deadline = time.time() + 120
     while not (out / "csv").exists() and time.time() < deadline and proc.poll() is None:
