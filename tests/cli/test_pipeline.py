@@ -51,6 +51,7 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
     for run in ("eval", "eval_blind"):  # each benchmark's first predictions, drawn
         assert (tmp_path / run / "gallery" / "synthetic_grounding.png").is_file()
     assert "| objects |" in table and "val acc shape" in table
+    assert "losses.png" in table and (tmp_path / "losses.png").is_file()
     # each stage started from the previous one's checkpoint
     assert (tmp_path / "4_multitask" / "checkpoints" / "last.ckpt").is_file()
 
@@ -75,6 +76,8 @@ def test_wandb_offline_run_holds_the_logged_metrics(tmp_path):
         env={**__import__("os").environ, "WANDB_SILENT": "true"},
     )
     assert r.returncode == 0, r.stderr[-3000:]
+    losses = json.loads((tmp_path / "losses.json").read_text())["losses"]
+    assert len(losses) == 6 and (tmp_path / "losses.png").is_file()  # every step's loss, drawn
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     records = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
@@ -138,6 +141,8 @@ def test_a_killed_pipeline_reuses_finished_stages_and_resumes_the_interrupted_on
     resumed = json.loads((out / "summary.json").read_text())["stages"]["warmup"]
     assert resumed["train/loss_first"] == straight["train/loss_first"]
     assert resumed["train/loss_last"] == straight["train/loss_last"]
+    losses = [json.loads((d / "2_warmup" / "losses.json").read_text()) for d in (tmp_path / "straight", out)]
+    assert losses[0] == losses[1] and len(losses[1]["losses"]) == 12
 
     # asked again with other settings, the directory is refused, naming what differs
     r = _pipeline(out, "steps.warmup=13")

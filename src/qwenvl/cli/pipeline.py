@@ -30,7 +30,7 @@ from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from qwenvl.cli.train import train
+from qwenvl.cli.train import draw_losses, train
 from qwenvl.paths import CONF_DIR
 from qwenvl.training.stage_record import read_record, write_record
 from qwenvl.training.stages import objective
@@ -102,6 +102,9 @@ def main(cfg: DictConfig) -> None:
         results.append((stage, metrics))
         init_from = metrics["checkpoint"]
     table = summarize(results)
+    runs = [(f"{i} {stage}", out / f"{i}_{stage}") for i, (stage, _) in enumerate(results, start=1)]
+    draw_losses(runs, out / "losses.png", "training loss, stage by stage")
+    table += "\n\nEvery step's training loss, stage by stage: losses.png."
     scores = {}
     if cfg.eval.benchmarks:
         scores = evaluate_final(init_from, cfg.eval, out)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from qwenvl.paths import CONF_DIR
 from qwenvl.training.callbacks import LossHistory, PreemptionCheckpoint
 from qwenvl.training.checkpoint_io import AtomicCheckpointIO
+from qwenvl.training.loss_chart import loss_png, read_losses, write_losses
 from qwenvl.training.module import QwenVLLitModule
 from qwenvl.training.stages import module_class
 
@@ -75,8 +76,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics.update(_skipped(datamodule))
     history = next(c for c in trainer.callbacks if isinstance(c, LossHistory))
     metrics.update(history.summary())
+    if trainer.is_global_zero:  # every step's loss, for the loss curves (training/loss_chart.py)
+        write_losses(cfg.paths.output_dir, cfg.stage.name, history.losses)
     metrics["checkpoint"] = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
     return metrics
+
+
+def draw_losses(runs: list[tuple[str, str | Path]], path: Path, title: str = "") -> None:
+    """`path`: the loss curves of (name, run directory) pairs, one panel each, from their losses.json."""
+    try:  # a picture for people must never fail the run it shows
+        loss_png([(name, read_losses(d)) for name, d in runs], path, title)
+        log.info("loss curves: %s", path)
+    except Exception:
+        log.exception("the loss curves could not be drawn; the run stands")
 
 
 def _skipped(datamodule) -> dict[str, float]:
@@ -143,6 +155,7 @@ def main(cfg: DictConfig) -> float | None:
 
     metrics = train(cfg)
     results = write_results(cfg, metrics, list(HydraConfig.get().overrides.task))
+    draw_losses([(cfg.stage.name, cfg.paths.output_dir)], Path(cfg.paths.output_dir) / "losses.png")
     bench, _, metric = cfg.optimize.partition("/")
     value = results["benchmarks"].get(bench, {}).get("metrics", {}).get(metric)
     return None if value is None else float(value)
