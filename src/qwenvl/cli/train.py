@@ -16,6 +16,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from qwenvl.paths import CONF_DIR
@@ -155,7 +156,8 @@ def main(cfg: DictConfig) -> float | None:
 
     metrics = train(cfg)
     results = write_results(cfg, metrics, list(HydraConfig.get().overrides.task))
-    draw_losses([(cfg.stage.name, cfg.paths.output_dir)], Path(cfg.paths.output_dir) / "losses.png")
+    if rank_zero_only.rank == 0:  # one picture per run, not one per process
+        draw_losses([(cfg.stage.name, cfg.paths.output_dir)], Path(cfg.paths.output_dir) / "losses.png")
     bench, _, metric = cfg.optimize.partition("/")
     value = results["benchmarks"].get(bench, {}).get("metrics", {}).get(metric)
     return None if value is None else float(value)
