@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import torch
 
 
 class LossHistory(L.Callback):
@@ -18,12 +19,14 @@ class LossHistory(L.Callback):
         if loss is not None:
             self.losses.append(float(loss.detach()))
 
-    # Saved in the checkpoint, so that a resumed run reports the loss it started from.
+    # Saved in the checkpoint, so that a resumed run reports the loss it started from; a float32
+    # tensor (4 bytes a step) rather than a list of Python floats.
     def state_dict(self) -> dict:
-        return {"losses": list(self.losses)}
+        return {"losses": torch.tensor(self.losses, dtype=torch.float32)}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.losses = [float(v) for v in state_dict.get("losses", [])]
+        losses = state_dict.get("losses")
+        self.losses = [] if losses is None else [float(v) for v in torch.as_tensor(losses).tolist()]
 
     def summary(self, window: int = 10) -> dict[str, float]:
         """Mean of the first and the last `window` losses (noise-robust start and end points)."""
