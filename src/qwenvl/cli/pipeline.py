@@ -39,13 +39,18 @@ log = logging.getLogger(__name__)
 PIPELINE_KEYS = ("stages", "steps", "hydra", "out_dir", "eval")
 
 
+def stage_dir(cfg: DictConfig, i: int, stage: str) -> Path:
+    """Where stage `i` writes: its checkpoints, logs, losses and stage.json."""
+    return Path(cfg.out_dir) / f"{i}_{stage}"
+
+
 def stage_overrides(cfg: DictConfig, user: list[str], i: int, stage: str, init_from: str | None) -> list[str]:
     keep = [o for o in user if o.lstrip("+~").split("=")[0].split(".")[0] not in PIPELINE_KEYS]
     out = [
         *keep,
         f"stage={stage}",
         f"max_steps={cfg.steps[stage]}",
-        f"paths.output_dir={cfg.out_dir}/{i}_{stage}",
+        f"paths.output_dir={stage_dir(cfg, i, stage)}",
     ]
     if init_from:
         out.append(f"stage.init_from={init_from}")
@@ -102,7 +107,7 @@ def main(cfg: DictConfig) -> None:
         results.append((stage, metrics))
         init_from = metrics["checkpoint"]
     table = summarize(results)
-    runs = [(f"{i} {stage}", out / f"{i}_{stage}") for i, (stage, _) in enumerate(results, start=1)]
+    runs = [(f"{i} {stage}", stage_dir(cfg, i, stage)) for i, stage in enumerate(cfg.stages, start=1)]
     draw_losses(runs, out / "losses.png", "training loss, stage by stage")
     table += "\n\nEvery step's training loss, stage by stage: losses.png."
     scores = {}
@@ -111,7 +116,7 @@ def main(cfg: DictConfig) -> None:
         comparisons = compare_with_blind(cfg.eval, out)
         scores["paired"] = [c.to_dict() for c in comparisons]
         table += "\n\n" + summarize_paired(comparisons, cfg.eval.resamples)
-        if cfg.eval.get("gallery", 8):
+        if cfg.eval.gallery:
             table += (
                 "\n\nEach benchmark's first predictions, drawn (boxes: model red, reference green): "
                 "eval/gallery/<benchmark>.png, and blind in eval_blind/gallery/."
@@ -124,9 +129,9 @@ def main(cfg: DictConfig) -> None:
 def run_stage(cfg: DictConfig, overrides: list[str], i: int, stage: str) -> dict:
     """Train stage `i` (or pick it up where an earlier run of this directory stopped), then measure
     its image gap; returns the stage's metrics. Progress is kept in `<stage dir>/stage.json`."""
-    stage_dir = Path(cfg.out_dir) / f"{i}_{stage}"
+    where = stage_dir(cfg, i, stage)
     n = len(cfg.stages)
-    record = read_record(stage_dir, stage, overrides)
+    record = read_record(where, stage, overrides)
     status = record["status"] if record else None
     if status == "done":
         log.info("stage %d/%d: %s finished in an earlier run of %s; reused", i, n, stage, cfg.out_dir)
@@ -144,16 +149,16 @@ def run_stage(cfg: DictConfig, overrides: list[str], i: int, stage: str) -> dict
             stage_cfg.max_steps,
             " (resuming from its last checkpoint)" if resume else "",
         )
-        write_record(stage_dir, stage, overrides, "training")
+        write_record(where, stage, overrides, "training")
         t0 = time.perf_counter()
         metrics = train(stage_cfg)
         # minutes of this process: a resumed stage counts only the part after its checkpoint
         metrics.update(steps=stage_cfg.max_steps, minutes=(time.perf_counter() - t0) / 60)
-        write_record(stage_dir, stage, overrides, "trained", metrics)
+        write_record(where, stage, overrides, "trained", metrics)
     # The image gap needs a language side that answers: none before the first language stage.
     if objective(stage_cfg.stage) == "lm":
         metrics.update(stage_gap(metrics["checkpoint"], cfg.eval, stage_cfg.stage.fmt))
-    write_record(stage_dir, stage, overrides, "done", metrics)
+    write_record(where, stage, overrides, "done", metrics)
     return metrics
 
 
@@ -195,7 +200,7 @@ def evaluate_final(ckpt: str, cfg: DictConfig, out: Path) -> dict:
         "benchmarks": list(cfg.benchmarks),
         "limit": cfg.limit,
         "batch_size": cfg.batch_size,
-        "gallery": cfg.get("gallery", 8),
+        "gallery": cfg.gallery,
     }
     seen = evaluate(ckpt, out_dir=out / "eval", **kw)
     blind = evaluate(ckpt, out_dir=out / "eval_blind", blind=True, **kw)

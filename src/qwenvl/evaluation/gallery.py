@@ -43,17 +43,25 @@ def _prompt(sample: Sample) -> str:
     return sample.task.replace("_", " ")
 
 
-def _pictures(images: list[Image.Image], side: int, gap: int = GAP) -> Image.Image:
-    """Every picture of a sample side by side, `gap` pixels apart, scaled into a `side` square."""
+def _fit(images: list[Image.Image], side: int, gap: int = GAP) -> list[Image.Image]:
+    """The pictures of a sample scaled to share a `side` square side by side, `gap` pixels apart."""
+    slot = (side - gap * (len(images) - 1)) // max(1, len(images))
+    out = []
+    for im in images:
+        scale = min(slot / im.width, side / im.height)
+        out.append(im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale)))))
+    return out
+
+
+def _pictures(fitted: list[Image.Image], side: int, gap: int = GAP) -> Image.Image:
+    """`_fit`'s pictures pasted side by side, centred in their slots, on a white `side` square."""
     out = Image.new("RGB", (side, side), "white")
-    if not images:
+    if not fitted:
         ImageDraw.Draw(out).text((8, side // 2), "(no picture)", fill=INK, font=_font())
         return out
-    slot = (side - gap * (len(images) - 1)) // len(images)
-    for i, im in enumerate(images):
-        scale = min(slot / im.width, side / im.height)
-        small = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))))
-        out.paste(small, (i * (slot + gap) + (slot - small.width) // 2, (side - small.height) // 2))
+    slot = (side - gap * (len(fitted) - 1)) // len(fitted)
+    for i, im in enumerate(fitted):
+        out.paste(im, (i * (slot + gap) + (slot - im.width) // 2, (side - im.height) // 2))
     return out
 
 
@@ -87,7 +95,8 @@ def card(sample: Sample, record: dict, load: Callable[[object], Image.Image] = l
     Boxes are drawn on the first picture.
     """
     try:
-        images = [load(im) for im in sample.images]
+        # scaled first, so that box lines and labels are drawn at the size they are seen
+        images = _fit([load(im) for im in sample.images], CELL)
     except Exception as e:  # an unreadable picture costs its card's picture, not the gallery
         images, note = [], f"picture unreadable: {type(e).__name__}: {e}"
     else:
@@ -95,12 +104,9 @@ def card(sample: Sample, record: dict, load: Callable[[object], Image.Image] = l
     predicted = parse(record.get("prediction") or "")
     truth = [tuple(b) for b in record.get("boxes") or []]
     if images and (predicted or truth):
-        first = images[0]  # scaled to its slot first, so that lines and labels keep their size
-        scale = min((CELL - GAP * (len(images) - 1)) // len(images) / first.width, CELL / first.height)
-        first = first.resize((max(1, round(first.width * scale)), max(1, round(first.height * scale))))
         drawn = [Grounding("truth", b) for b in truth] + [Grounding("model", g.box) for g in predicted]
         colours = [TRUTH] * len(truth) + [MODEL] * len(predicted)
-        images[0] = draw_groundings(first, drawn, colours=colours)
+        images[0] = draw_groundings(images[0], drawn, colours=colours)
     font = _font()
     line_h = FONT_SIZE + 3
     out = Image.new("RGB", (CELL, CELL + TEXT_LINES * line_h + 6), "white")
