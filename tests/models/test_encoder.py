@@ -25,6 +25,32 @@ def test_bad_config_is_refused():
         EncoderConfig(image_size=225)
 
 
+@pytest.mark.parametrize("size", [224, 448])
+def test_conv_stem_gives_the_same_patch_grid_and_sees_within_a_patch(size):
+    enc = VisionEncoder(EncoderConfig(image_size=224, patch_size=28, width=32, heads=4, stem="conv")).eval()
+    x = torch.rand(1, 3, size, size)
+    out = enc(x)
+    assert out.shape == (1, (size // 28) ** 2, 32)
+    assert enc.conv1.weight.shape == (32, 32, 7, 7)  # 7 x 7 cells of 4 px per 28-px patch
+    assert {k.split(".")[0] for k in enc.state_dict()} >= {"stem", "conv1"}
+    # The stem is nonlinear: a patch's embedding is not the sum of its halves' embeddings, which a
+    # single linear patch conv would give.
+    left, right = x.clone(), x.clone()
+    left[..., :, 14:28], right[..., :, :14] = 0, 0
+    with torch.no_grad():
+        emb = [enc.conv1(enc.stem(i))[..., 0, 0] for i in (x, left, right)]
+    assert not torch.allclose(emb[0], emb[1] + emb[2], atol=1e-3)
+
+
+def test_conv_stem_refuses_what_it_cannot_build():
+    with pytest.raises(ValueError, match="'patch' or 'conv'"):
+        EncoderConfig(stem="cnn")
+    with pytest.raises(ValueError, match="multiple of 4"):
+        EncoderConfig(image_size=224, patch_size=14, stem="conv")
+    with pytest.raises(ValueError, match="encoder.stem=patch"):
+        EncoderConfig(image_size=224, patch_size=28, stem="conv", checkpoint="clip.safetensors")
+
+
 def _open_clip_model():
     vision = CLIPVisionCfg(layers=2, width=64, head_width=16, patch_size=14, image_size=224, mlp_ratio=4.0)
     text = CLIPTextCfg(context_length=8, vocab_size=50, width=32, heads=2, layers=1)

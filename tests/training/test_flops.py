@@ -71,10 +71,12 @@ def test_backward_flops_by_hand_for_each_stage():
     assert [p.backward for p in f.parts] == [50944, 24576, 40960 + 2 * 2048]
 
 
-def _tiny(adapter, trainable) -> QwenVLModel:
+def _tiny(adapter, trainable, stem: str = "patch") -> QwenVLModel:
     tok = QwenVLTokenizer.default()
     model = QwenVLModel.from_config(
-        EncoderConfig(image_size=56, patch_size=14, width=32, layers=2, heads=2),
+        EncoderConfig(
+            image_size=56, patch_size=14 if stem == "patch" else 28, width=32, layers=2, heads=2, stem=stem
+        ),
         adapter,
         LLMConfig(hidden_size=64, layers=2, heads=4, kv_heads=2, intermediate_size=96),
         tok,
@@ -89,8 +91,9 @@ def _tiny(adapter, trainable) -> QwenVLModel:
      ("pretrain", ResamplerConfig(num_queries=4)), ("multitask", MLPConfig())],
     ids=["multitask", "sft", "pretrain", "mlp-adapter"],
 )  # fmt: skip
-def test_model_flops_match_pytorchs_counter(stage, adapter):
-    model = _tiny(adapter, STAGES[stage])
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_model_flops_match_pytorchs_counter(stage, adapter, stem):
+    model = _tiny(adapter, STAGES[stage], stem)
     batch_size, text = 2, 12
     batch = synthetic_batch(model, QwenVLTokenizer.default(), batch_size, text, seed=0)
     seq_len = batch["input_ids"].shape[1]

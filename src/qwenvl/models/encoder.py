@@ -3,6 +3,12 @@
 No class token and no pooling: the adapter needs every patch. The blocks are open_clip's own
 `Transformer`, so open_clip checkpoints load key for key; patch embedding, the learned position
 table and `ln_pre` are kept here because Qwen-VL drops the class token and resizes the table.
+
+`stem="conv"` puts a small convolutional stem before the patch embedding ("early convolutions",
+Xiao et al. 2021) for the tiny CPU default, which has no pretrained encoder to start from: a
+linear map of 28-px patches sees a letter at each offset as a different pattern, while a 3x3
+conv over 4-px cells sees its strokes (measured on the `objects` stage, docs/pipeline.md).
+open_clip checkpoints have the plain patch stem.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from open_clip.transformer import LayerNorm, Transformer
 from torch import nn
 
@@ -33,6 +40,7 @@ class EncoderConfig:
     ln_eps: float = 1e-5  # open_clip uses 1e-5; the released Qwen-VL encoder 1e-6
     pos_grid: int | None = None  # side of the learned position table; None = the patch grid
     final_ln: bool = False  # a LayerNorm after the blocks (open_clip's ln_post); Qwen-VL has none
+    stem: str = "patch"  # "patch": open_clip's one conv per patch; "conv": ConvStem first (see above)
     checkpoint: str | None = None  # local open_clip checkpoint (.safetensors / .pt / .bin)
 
     def __post_init__(self) -> None:
@@ -42,10 +50,41 @@ class EncoderConfig:
             )
         if self.width % self.heads:
             raise ValueError(f"encoder width {self.width} is not divisible by heads {self.heads}")
+        if self.stem not in ("patch", "conv"):
+            raise ValueError(f"encoder.stem must be 'patch' or 'conv', got {self.stem!r}")
+        if self.stem == "conv" and self.patch_size % ConvStem.stride:
+            raise ValueError(
+                f"encoder.stem=conv needs patch_size a multiple of {ConvStem.stride}, got {self.patch_size}"
+            )
+        if self.stem == "conv" and self.checkpoint:
+            raise ValueError(
+                f"encoder.checkpoint={self.checkpoint} is an open_clip ViT, whose patch embedding is one "
+                "conv: set encoder.stem=patch to load it"
+            )
 
     @property
     def grid(self) -> int:
         return self.image_size // self.patch_size
+
+
+class ConvStem(nn.Module):
+    """images [B, 3, H, W] -> [B, 32, H/4, W/4]: 4x4-px cells (16 channels), then a 3x3 conv over them.
+
+    The patch embedding then reads `patch_size / 4` cells a side. 16 and 32 channels are the
+    cheapest pair measured to read the synthetic world's letters (docs/pipeline.md); every layer is
+    a conv, so it runs at any resolution.
+    """
+
+    stride = 4  # pixels per cell
+    channels = 32  # output channels: the patch embedding's input
+
+    def __init__(self):
+        super().__init__()
+        self.cells = nn.Conv2d(3, 16, kernel_size=self.stride, stride=self.stride)
+        self.mix = nn.Conv2d(16, self.channels, kernel_size=3, padding=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.mix(F.gelu(self.cells(images))))
 
 
 class VisionEncoder(nn.Module):
@@ -55,7 +94,13 @@ class VisionEncoder(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.conv1 = nn.Conv2d(3, c.width, kernel_size=c.patch_size, stride=c.patch_size, bias=False)
+        if c.stem == "conv":
+            self.stem = ConvStem()
+            kernel = c.patch_size // ConvStem.stride
+            self.conv1 = nn.Conv2d(ConvStem.channels, c.width, kernel_size=kernel, stride=kernel, bias=False)
+        else:
+            self.stem = nn.Identity()  # no parameters: open_clip checkpoints load key for key
+            self.conv1 = nn.Conv2d(3, c.width, kernel_size=c.patch_size, stride=c.patch_size, bias=False)
         side = c.pos_grid or c.grid
         self.positional_embedding = nn.Parameter(torch.randn(side * side, c.width) * c.width**-0.5)
         norm = partial(LayerNorm, eps=c.ln_eps)
@@ -70,7 +115,7 @@ class VisionEncoder(nn.Module):
         return self.config.width
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.conv1(images)  # (B, width, gh, gw)
+        x = self.conv1(self.stem(images))  # (B, width, gh, gw)
         grid = x.shape[-2:]
         x = x.flatten(2).transpose(1, 2)  # (B, gh*gw, width)
         side = int(math.isqrt(self.positional_embedding.shape[0]))

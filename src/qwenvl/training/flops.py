@@ -100,11 +100,20 @@ class StepFlops:
 # -- weight-matrix sizes (parameters that multiply activations) ---------------------------------
 
 
-def vit_weights(width: int, layers: int, mlp_hidden: int, patch_size: int) -> tuple[int, int]:
-    """(patch-embedding weights, transformer weights) of an open_clip ViT; both apply per patch."""
-    patch = 3 * patch_size**2 * width  # the patchifying conv is a matmul over each patch's pixels
+def vit_weights(
+    width: int, layers: int, mlp_hidden: int, patch_size: int, stem: str = "patch"
+) -> tuple[int, int]:
+    """(weights on the pixels, all the others) of an open_clip ViT, per patch.
+
+    `stem="patch"`: the patchifying conv is a matmul over each patch's pixels. `stem="conv"`
+    (`ConvStem`): per 4-px cell a 48 -> 16 matmul on the pixels and a 3x3 conv 16 -> 32, then the
+    patch embedding over the patch's cells' 32 channels.
+    """
     per_layer = 4 * width**2 + 2 * width * mlp_hidden  # qkv + out projections, MLP in + out
-    return patch, layers * per_layer
+    if stem == "patch":
+        return 3 * patch_size**2 * width, layers * per_layer
+    cells = (patch_size // 4) ** 2
+    return cells * 48 * 16, cells * (16 * 32 * 9 + 32 * width) + layers * per_layer
 
 
 def qwen2_layer_weights(hidden: int, heads: int, kv_heads: int, head_dim: int, intermediate: int) -> int:
@@ -117,13 +126,13 @@ def qwen2_layer_weights(hidden: int, heads: int, kv_heads: int, head_dim: int, i
 
 
 def encoder_forward(
-    images: int, patches: int, width: int, layers: int, mlp_hidden: int, patch_size: int
+    images: int, patches: int, width: int, layers: int, mlp_hidden: int, patch_size: int, stem: str = "patch"
 ) -> tuple[float, float, float]:
     """(dense, attention, input_dense) forward FLOPs of the ViT over `images` images of `patches` patches."""
-    patch_w, body_w = vit_weights(width, layers, mlp_hidden, patch_size)
-    dense = 2.0 * (patch_w + body_w) * patches * images
+    pixel_w, body_w = vit_weights(width, layers, mlp_hidden, patch_size, stem)
+    dense = 2.0 * (pixel_w + body_w) * patches * images
     attention = 4.0 * patches**2 * width * layers * images  # bidirectional: the full square
-    return dense, attention, 2.0 * patch_w * patches * images
+    return dense, attention, 2.0 * pixel_w * patches * images
 
 
 def resampler_forward(
@@ -213,7 +222,9 @@ def model_step_flops(
         hf.num_key_value_heads, head_dim, hf.intermediate_size, vocab,
     )  # fmt: skip
     forwards = {
-        "encoder": encoder_forward(batch, patches, enc.width, enc.layers, mlp_hidden, enc.patch_size),
+        "encoder": encoder_forward(
+            batch, patches, enc.width, enc.layers, mlp_hidden, enc.patch_size, enc.stem
+        ),
         "adapter": adapter_fwd,
         "llm": llm_fwd,
     }
