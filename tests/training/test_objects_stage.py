@@ -26,6 +26,21 @@ def test_only_the_encoder_and_the_head_get_grads_and_optimizer_state(tmp_path, c
     assert all(p.grad is not None and id(p) in in_opt for p in head)
 
 
+def test_cells_without_a_character_weigh_as_background(tmp_path, compose_train):
+    module, _, _ = build(compose_train(tmp_path, "stage=objects", batch_size=4, val_size=8))
+    # One patch of four cells, one of them a letter; every map but `char` predicted right.
+    batch = {m: torch.zeros(1, 1, 4, dtype=torch.long) for m in ("kind", "colour", "centre")}
+    batch["char"] = torch.tensor([[[0, 0, 0, 5]]])
+    sizes = {"kind": 7, "colour": 7, "char": 33, "centre": 31}
+    logits = {m: torch.zeros(1, 1, 4, n) for m, n in sizes.items()}
+    for m in logits:
+        logits[m][..., 0] = 30.0  # "background" / "no character" everywhere
+    loss = module.object_loss(logits, batch)
+    # The letter cell costs ~30 nats, the three others ~0; they weigh background_weight (0.1) each.
+    w = module.background_weight
+    assert loss.item() == pytest.approx(30 / (1 + 3 * w), rel=1e-3)
+
+
 def test_head_splits_logits_per_map_and_cell():
     head = ObjectMapHead(width=32, cells=2)
     out = head(torch.randn(3, 5, 32))
