@@ -76,12 +76,13 @@ class ConvStem(nn.Module):
     """
 
     stride = 4  # pixels per cell
+    hidden = 16  # channels per cell after the first conv
     channels = 32  # output channels: the patch embedding's input
 
     def __init__(self):
         super().__init__()
-        self.cells = nn.Conv2d(3, 16, kernel_size=self.stride, stride=self.stride)
-        self.mix = nn.Conv2d(16, self.channels, kernel_size=3, padding=1)
+        self.cells = nn.Conv2d(3, self.hidden, kernel_size=self.stride, stride=self.stride)
+        self.mix = nn.Conv2d(self.hidden, self.channels, kernel_size=3, padding=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return F.gelu(self.mix(F.gelu(self.cells(images))))

@@ -40,6 +40,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qwenvl.models.encoder import ConvStem
+
 PARTS = ("encoder", "adapter", "llm")
 
 
@@ -106,14 +108,16 @@ def vit_weights(
     """(weights on the pixels, all the others) of an open_clip ViT, per patch.
 
     `stem="patch"`: the patchifying conv is a matmul over each patch's pixels. `stem="conv"`
-    (`ConvStem`): per 4-px cell a 48 -> 16 matmul on the pixels and a 3x3 conv 16 -> 32, then the
-    patch embedding over the patch's cells' 32 channels.
+    (`ConvStem`): per 4-px cell a matmul on its pixels (48 -> 16) and a 3x3 conv (16 -> 32), then
+    the patch embedding over the patch's cells.
     """
     per_layer = 4 * width**2 + 2 * width * mlp_hidden  # qkv + out projections, MLP in + out
     if stem == "patch":
         return 3 * patch_size**2 * width, layers * per_layer
-    cells = (patch_size // 4) ** 2
-    return cells * 48 * 16, cells * (16 * 32 * 9 + 32 * width) + layers * per_layer
+    k = ConvStem
+    cells = (patch_size // k.stride) ** 2
+    pixels = cells * 3 * k.stride**2 * k.hidden
+    return pixels, cells * (k.hidden * k.channels * 9 + k.channels * width) + layers * per_layer
 
 
 def qwen2_layer_weights(hidden: int, heads: int, kv_heads: int, head_dim: int, intermediate: int) -> int:
