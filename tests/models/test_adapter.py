@@ -37,6 +37,20 @@ def test_transposing_the_image_grid_changes_keys_only_with_positions():
         assert not torch.allclose(with_pos(x), with_pos(xt), atol=1e-4)
 
 
+def test_pos_out_tells_tokens_apart_where_the_pictures_do_not():
+    torch.manual_seed(0)
+    plain, placed = _resampler(), _resampler(pos_out=True)
+    placed.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 1, 32).expand(1, 64, 32)  # every patch the same: nothing says where
+    with torch.no_grad():
+        out, out_placed = plain(x), placed(x)
+    # Values carry no position: every query averages the same value, so every token is the same.
+    assert torch.allclose(out, out[:, :1].expand_as(out), atol=1e-5)
+    assert not torch.allclose(out_placed, out_placed[:, :1].expand_as(out_placed), atol=1e-3)
+    with pytest.raises(ValueError, match="pos_embed=sincos2d"):
+        ResamplerConfig(pos_embed="none", pos_out=True)
+
+
 def test_num_queries_must_be_square():
     with pytest.raises(ValueError, match="square"):
         ResamplerConfig(num_queries=100 + 1)

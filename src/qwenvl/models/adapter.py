@@ -24,6 +24,9 @@ class ResamplerConfig:
     num_queries: int = 256  # a square number: the queries form a sqrt(Q) x sqrt(Q) grid
     heads: int | None = None  # None = width // 128 as Qwen-VL (32 at 4096), at least 4 (see Resampler)
     pos_embed: Literal["sincos2d", "none"] = "sincos2d"
+    # Also add each query's position to its output: Qwen-VL's values carry none, so the LLM must
+    # learn where a token is from what it shows (see Resampler). Not Qwen-VL; off by default.
+    pos_out: bool = False
     ln_eps: float = 1e-6
     kv_width: int | None = None  # encoder width
     width: int | None = None  # LLM hidden size
@@ -35,6 +38,10 @@ class ResamplerConfig:
             )
         if self.pos_embed not in ("sincos2d", "none"):
             raise ValueError(f"adapter.pos_embed must be 'sincos2d' or 'none', got {self.pos_embed!r}")
+        if self.pos_out and self.pos_embed == "none":
+            raise ValueError(
+                "adapter.pos_out adds the sin-cos query positions: it needs adapter.pos_embed=sincos2d"
+            )
 
 
 @dataclass
@@ -52,7 +59,10 @@ class Resampler(nn.Module):
     kv = ln_kv(kv_proj(x)); out = attn(ln_q(query) + pos_q, kv + pos_k, kv); ln_post; @ proj.
     pos_q is a fixed 2D sin-cos table on the query grid; pos_k is that table bicubically resized to
     the patch grid (Qwen-VL's `get_abs_pos`), so a query and the patches under it share a position
-    code at any resolution. Values carry no position term.
+    code at any resolution. Values carry no position term: a token says where it is only through
+    what the encoder's features keep of their positions. With `pos_out`, out + pos_q goes to
+    ln_post, so every token carries its query's place (measured on the tiny default: grounding
+    learned from the stage-2 checkpoint only with it; docs/pipeline.md).
     """
 
     def __init__(self, config: ResamplerConfig):
@@ -91,6 +101,8 @@ class Resampler(nn.Module):
             q = q + self.pos_embed.to(q.dtype)
             keys = kv + resize_grid(self.pos_embed, (self.grid, self.grid), (side, side)).to(kv.dtype)
         out, _ = self.attn(q, keys, kv, need_weights=False)
+        if self.config.pos_out:
+            out = out + self.pos_embed.to(out.dtype)
         return self.ln_post(out) @ self.proj
 
 
