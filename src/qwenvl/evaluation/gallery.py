@@ -43,9 +43,14 @@ def _prompt(sample: Sample) -> str:
     return sample.task.replace("_", " ")
 
 
+def _slot(n: int, side: int, gap: int) -> int:
+    """Width in pixels of each of `n` pictures side by side in a `side` square, `gap` pixels apart."""
+    return (side - gap * (n - 1)) // max(1, n)
+
+
 def _fit(images: list[Image.Image], side: int, gap: int = GAP) -> list[Image.Image]:
     """The pictures of a sample scaled to share a `side` square side by side, `gap` pixels apart."""
-    slot = (side - gap * (len(images) - 1)) // max(1, len(images))
+    slot = _slot(len(images), side, gap)
     out = []
     for im in images:
         scale = min(slot / im.width, side / im.height)
@@ -59,7 +64,7 @@ def _pictures(fitted: list[Image.Image], side: int, gap: int = GAP) -> Image.Ima
     if not fitted:
         ImageDraw.Draw(out).text((8, side // 2), "(no picture)", fill=INK, font=_font())
         return out
-    slot = (side - gap * (len(fitted) - 1)) // len(fitted)
+    slot = _slot(len(fitted), side, gap)
     for i, im in enumerate(fitted):
         out.paste(im, (i * (slot + gap) + (slot - im.width) // 2, (side - im.height) // 2))
     return out

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from rich.progress import Progress
 
+from qwenvl.atomic import write_text
 from qwenvl.data.templates import render
 from qwenvl.evaluation.benchmark import Benchmark, postprocess
 from qwenvl.evaluation.scoring import score
@@ -50,9 +51,7 @@ def _resume(path: Path) -> list[dict]:
 
 def _write(path: Path, records: list[dict]) -> None:
     """Replace `path` with `records`, atomically (a kill never leaves half a file)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def _record(sample, prediction: str) -> dict:

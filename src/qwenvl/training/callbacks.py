@@ -26,7 +26,7 @@ class LossHistory(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         losses = state_dict.get("losses")
-        self.losses = [] if losses is None else [float(v) for v in torch.as_tensor(losses).tolist()]
+        self.losses = [] if losses is None else torch.as_tensor(losses).tolist()
 
     def summary(self, window: int = 10) -> dict[str, float]:
         """Mean of the first and the last `window` losses (noise-robust start and end points)."""

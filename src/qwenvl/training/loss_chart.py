@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from qwenvl.atomic import write_text
+
 LOSSES = "losses.json"  # per-step training losses of a run, written by qwenvl-train
 
 
@@ -30,10 +32,9 @@ def running_mean(values: Sequence[float], window: int) -> list[float]:
 
 def write_losses(directory: str | Path, stage: str, losses: Sequence[float]) -> Path:
     """`<directory>/losses.json`: {"stage", "losses"}, the losses in step order."""
-    path = Path(directory) / LOSSES
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"stage": stage, "losses": [float(v) for v in losses]}))
-    return path
+    return write_text(
+        Path(directory) / LOSSES, json.dumps({"stage": stage, "losses": [float(v) for v in losses]})
+    )
 
 
 def read_losses(directory: str | Path) -> list[float]:

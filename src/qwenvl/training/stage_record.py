@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from qwenvl.atomic import write_text
+
 RECORD = "stage.json"
 STATUSES = ("training", "trained", "done")
 
@@ -53,9 +55,5 @@ def write_record(
     """Replace the record atomically (a kill never leaves half a file)."""
     if status not in STATUSES:
         raise ValueError(f"stage status must be one of {STATUSES}, got {status!r}")
-    path = Path(stage_dir) / RECORD
-    path.parent.mkdir(parents=True, exist_ok=True)
     record = {"stage": stage, "overrides": list(overrides), "status": status, "metrics": metrics or {}}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
-    tmp.replace(path)
+    write_text(Path(stage_dir) / RECORD, json.dumps(record, indent=2))
