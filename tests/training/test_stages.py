@@ -3,6 +3,8 @@ import torch
 
 from qwenvl.cli.train import build, train
 from qwenvl.training.module import QwenVLLitModule
+from qwenvl.training.optim import part_of
+from qwenvl.training.stages import StageConfig
 
 EXPECTED = {
     "lm": {"encoder": False, "adapter": False, "llm": True},
@@ -38,6 +40,38 @@ def test_no_weight_decay_on_norms_biases_embeddings_and_queries(tmp_path, compos
     assert any("embed_tokens" in n for n in no_decay) and any(n.endswith("query") for n in no_decay)
     assert any("norm" in n for n in no_decay) and any(n.endswith("bias") for n in no_decay)
     assert all(not n.endswith("bias") and "embed_tokens" not in n for n in decay)
+
+
+def test_a_part_learns_at_its_scaled_rate_through_the_schedule(tmp_path, compose_train):
+    cfg = compose_train(
+        tmp_path,
+        "stage=multitask",
+        "stage.image_size=224",
+        "stage.lr=0.002",
+        "stage.lr_scale={encoder: 0.25}",
+    )
+    module, _, _ = build(cfg)
+    optimizers = module.configure_optimizers()
+    opt, sched = optimizers["optimizer"], optimizers["lr_scheduler"]["scheduler"]
+    names = {id(p): n for n, p in module.named_parameters()}
+    grouped = [names[id(p)] for g in opt.param_groups for p in g["params"]]
+    trained = [n for n, p in module.named_parameters() if p.requires_grad]
+    assert sorted(grouped) == sorted(trained)  # each trained parameter in exactly one group
+    for _ in range(30):  # through the warm-up and into the cosine decay
+        opt.step()
+        sched.step()
+    base = opt.param_groups[0]["lr"]  # the rate that is logged: the stage's own
+    assert 0 < base < 0.002
+    for g in opt.param_groups:
+        parts = {part_of(names[id(p)]) for p in g["params"]}
+        want = base * 0.25 if parts == {"encoder"} else base
+        assert "encoder" not in parts or parts == {"encoder"}
+        assert g["lr"] == pytest.approx(want)
+
+
+def test_a_learning_rate_scale_for_an_unknown_part_is_refused():
+    with pytest.raises(ValueError, match=r"lr_scale has unknown parts \['vision'\]; parts are"):
+        StageConfig(lr_scale={"vision": 0.1})
 
 
 @pytest.mark.parametrize("stage", list(EXPECTED))

@@ -151,7 +151,9 @@ def time_steps(
     """Seconds per training step for `cfg.steps` timed steps after `cfg.warmup` untimed ones."""
     stage = trainable_stage(cfg)
     total_steps = cfg.warmup + cfg.steps
-    opt, sched = build_optimizer(model, stage.lr, stage.weight_decay, stage.betas, 0, total_steps, 1.0)
+    opt, sched = build_optimizer(
+        model, stage.lr, stage.weight_decay, stage.betas, 0, total_steps, 1.0, stage.lr_scale
+    )
     trained = [p for p in model.parameters() if p.requires_grad]
     forward = torch.compile(model) if cfg.compile else model
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)

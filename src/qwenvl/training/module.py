@@ -118,7 +118,7 @@ class QwenVLLitModule(L.LightningModule):
     def configure_optimizers(self):
         s = self.stage
         opt, sched = build_optimizer(  # over the whole module: a stage's own head learns too
-            self, s.lr, s.weight_decay, s.betas, s.warmup_steps, self.max_steps, s.min_lr_ratio
+            self, s.lr, s.weight_decay, s.betas, s.warmup_steps, self.max_steps, s.min_lr_ratio, s.lr_scale
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 

@@ -36,6 +36,8 @@ class StageConfig:
     image_size: int = 224
     fmt: str = "plain"
     lr: float = 1e-3
+    # Per part, a multiplier on `lr` ({encoder: 0.1}): a part still learns, more slowly.
+    lr_scale: dict[str, float] = field(default_factory=dict)
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.98)
@@ -57,6 +59,10 @@ class StageConfig:
         if self.objective not in OBJECTIVES:
             raise ValueError(f"stage.objective={self.objective!r}; expected one of {OBJECTIVES}")
         self.trainable = {p: bool(self.trainable.get(p, True)) for p in PARTS}
+        unknown = set(self.lr_scale) - set(PARTS)
+        if unknown:
+            raise ValueError(f"stage.lr_scale has unknown parts {sorted(unknown)}; parts are {PARTS}")
+        self.lr_scale = {p: float(v) for p, v in self.lr_scale.items()}
         self.betas = tuple(self.betas)
 
 
