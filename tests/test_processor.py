@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -55,6 +56,23 @@ def test_transform_is_clip_normalized_bicubic_square(proc):
     assert x.shape == (3, 56, 56)
     expected = (1 - torch.tensor(proc.mean)) / torch.tensor(proc.std)
     assert torch.allclose(x[:, 10, 10], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(56, 56), (90, 40)])
+def test_transform_gives_torchvisions_bits(proc, size):
+    from torchvision.transforms import v2 as T
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    reference = T.Compose(
+        [
+            T.Resize((56, 56), interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+            T.ToImage(),
+            T.ToDtype(torch.float32, scale=True),
+            T.Normalize(proc.mean, proc.std),
+        ]
+    )(img)
+    assert torch.equal(proc.transform(img), reference)
 
 
 def test_decompression_bomb_is_refused(tmp_path):
