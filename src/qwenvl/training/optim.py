@@ -21,7 +21,7 @@ def part_of(name: str) -> str | None:
 
 
 def param_groups(
-    model: nn.Module, weight_decay: float, lr: float = 0.0, lr_scale: Mapping[str, float] | None = None
+    model: nn.Module, weight_decay: float, lr: float, lr_scale: Mapping[str, float] | None = None
 ) -> list[dict]:
     """AdamW groups over trainable parameters only: frozen ones get no optimizer state.
 
