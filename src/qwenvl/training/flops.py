@@ -41,8 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qwenvl.models.encoder import ConvStem
-
-PARTS = ("encoder", "adapter", "llm")
+from qwenvl.training.stages import PARTS
 
 
 @dataclass(frozen=True)

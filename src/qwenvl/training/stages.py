@@ -53,15 +53,13 @@ class StageConfig:
     objective: str = "lm"
 
     def __post_init__(self) -> None:
-        unknown = set(self.trainable) - set(PARTS)
-        if unknown:
-            raise ValueError(f"stage.trainable has unknown parts {sorted(unknown)}; parts are {PARTS}")
+        for key in ("trainable", "lr_scale"):  # per-part settings: a misspelt part fails here
+            unknown = set(getattr(self, key)) - set(PARTS)
+            if unknown:
+                raise ValueError(f"stage.{key} has unknown parts {sorted(unknown)}; parts are {PARTS}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"stage.objective={self.objective!r}; expected one of {OBJECTIVES}")
         self.trainable = {p: bool(self.trainable.get(p, True)) for p in PARTS}
-        unknown = set(self.lr_scale) - set(PARTS)
-        if unknown:
-            raise ValueError(f"stage.lr_scale has unknown parts {sorted(unknown)}; parts are {PARTS}")
         self.lr_scale = {p: float(v) for p, v in self.lr_scale.items()}
         self.betas = tuple(self.betas)
 
