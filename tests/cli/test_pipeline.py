@@ -46,8 +46,13 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
         ("synthetic_vqa", "acc"),
         ("synthetic_grounding", "acc@0.5"),
     }
-    assert all(c["low"] <= c["high"] and c["samples"] == 4 for c in paired)
+    assert all(c["low"] <= c["high"] for c in paired)
+    assert all(c["samples"] == 4 for c in paired if not c["benchmark"].endswith("]"))
     assert "95 % interval" in table and (tmp_path / "eval_vs_blind.png").is_file()
+    # VQA also per question type (colour, count, ...), in its own table
+    by_type = [c for c in paired if c["benchmark"].startswith("synthetic_vqa[")]
+    assert by_type and sum(c["samples"] for c in by_type) == 4
+    assert "per question type" in table and "| synthetic_vqa[" in table
     for run in ("eval", "eval_blind"):  # each benchmark's first predictions, drawn
         assert (tmp_path / run / "gallery" / "synthetic_grounding.png").is_file()
     assert "| objects |" in table and "val acc shape" in table

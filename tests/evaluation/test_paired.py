@@ -9,7 +9,14 @@ import pytest
 from PIL import Image
 
 from qwenvl.cli import compare
-from qwenvl.evaluation.paired import _copies, compare_runs, pair, paired_bootstrap, to_markdown
+from qwenvl.evaluation.paired import (
+    _copies,
+    by_question_type,
+    compare_runs,
+    pair,
+    paired_bootstrap,
+    to_markdown,
+)
 
 
 def _vqa(predictions, answers):
@@ -82,10 +89,12 @@ def test_pairs_by_id_and_names_the_problem_when_nothing_is_shared(caplog):
         pair(a, [{"id": 7}], "bench")
 
 
-def _eval_dir(path, predictions, answers, scoring=True, protocol="default"):
+def _eval_dir(path, predictions, answers, scoring=True, protocol="default", kinds=None):
     """A directory as qwenvl-eval writes it, for synthetic_vqa (exact_match)."""
     (path / "predictions").mkdir(parents=True)
     recs = _vqa(predictions, answers)
+    for rec, kind in zip(recs, kinds or [], strict=False):
+        rec["question_type"] = kind
     (path / "predictions" / "synthetic_vqa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     result = {"metrics": {}, "samples": len(recs)}
     if scoring:
@@ -146,3 +155,24 @@ def test_chart_draws_an_interval_that_leaves_out_the_observed_difference(tmp_pat
         assert im.height > 100
     with pytest.raises(ValueError, match="no comparisons"):
         forest_png([], tmp_path / "g.png")
+
+
+def test_by_type_compares_each_question_type_alone(tmp_path):
+    # A reads colours (right on all of them) and guesses counts like B; B is wrong on colours.
+    answers = ["red", "2"] * 20
+    kinds = ["colour", "count"] * 20
+    a = _eval_dir(tmp_path / "a", ["red", "3"] * 20, answers, kinds=kinds)
+    b = _eval_dir(tmp_path / "b", ["blue", "3"] * 20, answers)  # an older file: no question types
+    whole, colour, count = compare_runs(a, b, resamples=200, by_type=True)
+    assert whole.benchmark == "synthetic_vqa" and whole.difference == 50.0 and whole.samples == 40
+    assert (colour.benchmark, colour.a, colour.b, colour.winner) == ("synthetic_vqa[colour]", 100.0, 0.0, "a")
+    assert (count.benchmark, count.a, count.b, count.winner) == ("synthetic_vqa[count]", 0.0, 0.0, None)
+    assert colour.samples == count.samples == 20
+    assert len(compare_runs(a, b, resamples=20)) == 1  # off unless asked
+
+
+def test_by_type_leaves_benchmarks_without_types_whole():
+    recs = _vqa(["a", "b"], ["a", "b"])
+    assert by_question_type(recs, recs) == {}
+    one = [{**r, "question_type": "colour"} for r in recs]
+    assert by_question_type(one, one) == {}  # one type would repeat the whole benchmark

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from qwenvl.data.sample import Message, Sample
+from qwenvl.data.synthetic.questions import ASK_KINDS
 from qwenvl.evaluation import runner
 from qwenvl.evaluation.benchmark import Benchmark, load_benchmark
 from qwenvl.evaluation.scoring import score
@@ -52,6 +53,9 @@ def test_runs_scores_and_resumes_an_interrupted_evaluation(model, proc, tmp_path
         json.loads(x)["id"] for x in path.read_text().splitlines() if x.startswith("{") and x.endswith("}")
     ]
     assert len(set(ids)) == 8 and again["metrics"] == first["metrics"]
+    # each record keeps the world's question kind, for scores split by question type
+    kinds = {json.loads(x)["question_type"] for x in path.read_text().splitlines()}
+    assert kinds <= set(ASK_KINDS) | {"relation_yn"} and kinds and None not in kinds
 
 
 class _WithBadImage:

@@ -3,6 +3,7 @@
     qwenvl-compare runs/eval_a runs/eval_b                      # two checkpoints, same benchmarks
     qwenvl-compare RUN/eval RUN/eval_blind --names "with images" blind   # what the pictures are worth
     qwenvl-compare A B --benchmarks synthetic_vqa --resamples 5000 --out reports/
+    qwenvl-compare RUN/eval RUN/eval_blind --by-type                 # and per question type
 
 Each DIR is what qwenvl-eval wrote (results.json and predictions/). Pairs the two runs' predictions
 by sample id, runs a paired bootstrap per benchmark (qwenvl.evaluation.paired) and prints a table of
@@ -31,6 +32,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap draws (default: 1000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
     parser.add_argument("--out", type=Path, help="where to write compare.md/.json/.png (default: A)")
+    parser.add_argument(
+        "--by-type", action="store_true", help="also compare each question type (synthetic VQA, two-picture)"
+    )
     return parser.parse_args(argv)
 
 
@@ -39,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     name_a, name_b = args.names or (str(args.a), str(args.b))
     benchmarks = [b for b in (args.benchmarks or "").split(",") if b]
     try:
-        comparisons = compare_runs(args.a, args.b, benchmarks or None, args.resamples, args.seed)
+        comparisons = compare_runs(
+            args.a, args.b, benchmarks or None, args.resamples, args.seed, by_type=args.by_type
+        )
     except (OSError, ValueError) as e:
         print(f"qwenvl-compare: {e}", file=sys.stderr)
         return 2

@@ -213,19 +213,33 @@ def compare_with_blind(cfg: DictConfig, out: Path) -> list:
     from qwenvl.evaluation.paired import compare_runs
     from qwenvl.evaluation.paired_chart import forest_png
 
-    comparisons = compare_runs(out / "eval", out / "eval_blind", resamples=cfg.resamples)
-    forest_png(comparisons, out / "eval_vs_blind.png", "with images", "blind (grey images)")
+    comparisons = compare_runs(out / "eval", out / "eval_blind", resamples=cfg.resamples, by_type=True)
+    whole = [c for c in comparisons if not is_by_type(c)]  # the chart keeps to whole benchmarks
+    forest_png(whole, out / "eval_vs_blind.png", "with images", "blind (grey images)")
     return comparisons
 
 
+def is_by_type(comparison) -> bool:
+    """A comparison over one question type of a benchmark (`<benchmark>[<type>]`)."""
+    return comparison.benchmark.endswith("]")
+
+
 def summarize_paired(comparisons: list, resamples: int) -> str:
-    """Markdown: each metric with images and blind, the difference with its 95 % interval and p-value."""
+    """Markdown: each metric with images and blind, the difference with its 95 % interval and p-value;
+    then the same per question type, where the benchmark records one."""
     from qwenvl.evaluation.paired import to_markdown
 
-    return (
+    names = ("with images", "blind (grey images)")
+    whole = [c for c in comparisons if not is_by_type(c)]
+    by_type = [c for c in comparisons if is_by_type(c)]
+    text = (
         f"With images against blind, paired bootstrap over the same samples ({resamples} resamples; "
-        "eval_vs_blind.png):\n\n" + to_markdown(comparisons, "with images", "blind (grey images)")
+        "eval_vs_blind.png):\n\n" + to_markdown(whole, *names)
     )
+    if by_type:
+        text += "\n\nThe same per question type (each type's samples resampled alone):\n\n"
+        text += to_markdown(by_type, *names)
+    return text
 
 
 if __name__ == "__main__":

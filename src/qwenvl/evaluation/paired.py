@@ -10,6 +10,11 @@ draw with the benchmark's own scorers and reads the spread of the difference A -
 - `p`: twice the share of draws in which A is not ahead of B (or not behind, whichever is smaller),
   capped at 1: a two-sided bootstrap p-value for "no difference".
 
+With `by_type`, benchmarks whose predictions carry a `question_type` (the synthetic VQA and
+two-picture questions) are also compared per type, each type's samples bootstrapped alone and
+reported as `<benchmark>[<type>]`: a benchmark can read the pictures for one kind of question and
+not at all for the others, and the whole score hides which.
+
 Re-scoring each draw (rather than averaging per-sample scores) keeps corpus metrics right: CIDEr's
 document frequencies and the character error rate's ratio of sums are recomputed per draw. A sample
 drawn twice is scored twice: each copy gets its own id, because the metrics de-duplicate by id.
@@ -177,9 +182,10 @@ def compare_runs(
     resamples: int = 1000,
     seed: int = 0,
     bench_dir: str | Path | None = None,
+    by_type: bool = False,
 ) -> list[Comparison]:
     """Paired bootstrap of two evaluation directories (each a results.json and its predictions/)
-    over the benchmarks both hold (or `benchmarks`)."""
+    over the benchmarks both hold (or `benchmarks`); with `by_type`, each question type too."""
     if bench_dir is None:
         from qwenvl.cli.eval import BENCH_DIR as bench_dir
     run_a, run_b = load_results(dir_a), load_results(dir_b)
@@ -201,7 +207,27 @@ def compare_runs(
             )
         recs_a, recs_b = _records(run_a, name), _records(run_b, name)
         out += paired_bootstrap(recs_a, recs_b, *how_a, benchmark=name, resamples=resamples, seed=seed)
+        if by_type:
+            for kind, (sub_a, sub_b) in by_question_type(recs_a, recs_b).items():
+                label = f"{name}[{kind}]"
+                out += paired_bootstrap(sub_a, sub_b, *how_a, benchmark=label, resamples=resamples, seed=seed)
     return out
+
+
+def by_question_type(records_a: Sequence[dict], records_b: Sequence[dict]) -> dict[str, tuple[list, list]]:
+    """Both runs' records split by A's `question_type`, types in sorted order; {} when A's records
+    carry none or only one (the split would repeat the whole benchmark)."""
+    kinds = {r["id"]: r.get("question_type") for r in records_a}
+    names = sorted({k for k in kinds.values() if k is not None})
+    if len(names) < 2:
+        return {}
+    return {
+        kind: (
+            [r for r in records_a if kinds[r["id"]] == kind],
+            [r for r in records_b if kinds.get(r["id"]) == kind],
+        )
+        for kind in names
+    }
 
 
 def _num(x: float) -> str:

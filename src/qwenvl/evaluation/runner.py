@@ -1,7 +1,7 @@
 """The benchmark runner: batched generation, one predictions JSONL per benchmark, resumable.
 
 Each line of `<out>/predictions/<benchmark>.jsonl` is one finished sample:
-    {"id", "task", "prediction", "answers", "boxes", "image_size", "lang"}
+    {"id", "task", "prediction", "answers", "boxes", "image_size", "lang", "expression", "question_type"}
 An interrupted evaluation keeps every finished line; a rerun skips the ids already there.
 """
 
@@ -64,6 +64,9 @@ def _record(sample, prediction: str) -> dict:
         "image_size": list(sample.meta.get("image_size", ())),
         "lang": sample.lang,
         "expression": sample.meta.get("expression"),
+        # The synthetic world's question kind (colour, count, relation, ...): scores split by it
+        # show which questions a model answers from the pictures (`compare_runs(by_type=True)`).
+        "question_type": sample.meta.get("question_type"),
     }
 
 
