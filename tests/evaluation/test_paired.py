@@ -13,6 +13,7 @@ from qwenvl.evaluation.paired import (
     _copies,
     by_question_type,
     compare_runs,
+    is_by_type,
     pair,
     paired_bootstrap,
     to_markdown,
@@ -168,6 +169,7 @@ def test_by_type_compares_each_question_type_alone(tmp_path):
     assert (colour.benchmark, colour.a, colour.b, colour.winner) == ("synthetic_vqa[colour]", 100.0, 0.0, "a")
     assert (count.benchmark, count.a, count.b, count.winner) == ("synthetic_vqa[count]", 0.0, 0.0, None)
     assert colour.samples == count.samples == 20
+    assert [is_by_type(c) for c in (whole, colour, count)] == [False, True, True]
     assert len(compare_runs(a, b, resamples=20)) == 1  # off unless asked
 
 

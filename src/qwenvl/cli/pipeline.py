@@ -210,7 +210,7 @@ def evaluate_final(ckpt: str, cfg: DictConfig, out: Path) -> dict:
 def compare_with_blind(cfg: DictConfig, out: Path) -> list:
     """Paired bootstrap of the scores with images against blind (qwenvl.evaluation.paired): whether
     each benchmark reads the pictures beyond the luck of the samples; a forest plot beside it."""
-    from qwenvl.evaluation.paired import compare_runs
+    from qwenvl.evaluation.paired import compare_runs, is_by_type
     from qwenvl.evaluation.paired_chart import forest_png
 
     comparisons = compare_runs(out / "eval", out / "eval_blind", resamples=cfg.resamples, by_type=True)
@@ -219,15 +219,10 @@ def compare_with_blind(cfg: DictConfig, out: Path) -> list:
     return comparisons
 
 
-def is_by_type(comparison) -> bool:
-    """A comparison over one question type of a benchmark (`<benchmark>[<type>]`)."""
-    return comparison.benchmark.endswith("]")
-
-
 def summarize_paired(comparisons: list, resamples: int) -> str:
     """Markdown: each metric with images and blind, the difference with its 95 % interval and p-value;
     then the same per question type, where the benchmark records one."""
-    from qwenvl.evaluation.paired import to_markdown
+    from qwenvl.evaluation.paired import is_by_type, to_markdown
 
     names = ("with images", "blind (grey images)")
     whole = [c for c in comparisons if not is_by_type(c)]

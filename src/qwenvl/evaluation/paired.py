@@ -209,9 +209,14 @@ def compare_runs(
         out += paired_bootstrap(recs_a, recs_b, *how_a, benchmark=name, resamples=resamples, seed=seed)
         if by_type:
             for kind, (sub_a, sub_b) in by_question_type(recs_a, recs_b).items():
-                label = f"{name}[{kind}]"
+                label = f"{name}[{kind}]"  # is_by_type() reads this form back
                 out += paired_bootstrap(sub_a, sub_b, *how_a, benchmark=label, resamples=resamples, seed=seed)
     return out
+
+
+def is_by_type(comparison: Comparison) -> bool:
+    """A comparison over one question type of a benchmark (`<benchmark>[<type>]`)."""
+    return comparison.benchmark.endswith("]")
 
 
 def by_question_type(records_a: Sequence[dict], records_b: Sequence[dict]) -> dict[str, tuple[list, list]]:
