@@ -178,3 +178,15 @@ def test_by_type_leaves_benchmarks_without_types_whole():
     assert by_question_type(recs, recs) == {}
     one = [{**r, "question_type": "colour"} for r in recs]
     assert by_question_type(one, one) == {}  # one type would repeat the whole benchmark
+
+
+def test_cli_by_type_adds_a_row_per_question_type(tmp_path, capsys):
+    answers, kinds = ["red", "2"] * 10, ["colour", "count"] * 10
+    a = _eval_dir(tmp_path / "a", answers, answers, kinds=kinds)
+    b = _eval_dir(tmp_path / "b", ["blue", "2"] * 10, answers, kinds=kinds)
+    assert compare.main([str(a), str(b), "--resamples", "50", "--by-type"]) == 0
+    out = capsys.readouterr().out
+    assert "| synthetic_vqa[colour] | acc | 100 | 0 |" in out
+    assert "| synthetic_vqa[count] | acc | 100 | 100 |" in out
+    saved = [c["benchmark"] for c in json.loads((a / "compare.json").read_text())["comparisons"]]
+    assert saved == ["synthetic_vqa", "synthetic_vqa[colour]", "synthetic_vqa[count]"]
