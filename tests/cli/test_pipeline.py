@@ -36,24 +36,32 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
             assert "val/acc_shape" in stage and not any(k.startswith("gap/") for k in stage)
         else:
             assert set(stage) >= {"gap/caption", "gap/vqa", "gap/caption:colour", "gap/caption:shape"}
-    assert set(summary["evaluation"]["with_images"]) == {"synthetic_vqa", "synthetic_grounding"}
-    assert set(summary["evaluation"]["blind"]) == {"synthetic_vqa", "synthetic_grounding"}
+    for key in ("with_images", "swapped", "blind"):  # the right pictures, then each control
+        assert set(summary["evaluation"][key]) == {"synthetic_vqa", "synthetic_grounding"}
     table = (tmp_path / "summary.md").read_text()
-    assert "| sft |" in table and "blind (grey images)" in table and "gap vqa" in table
-    # with images against blind: every metric of both benchmarks with its paired-bootstrap interval
-    paired = summary["evaluation"]["paired"]
-    assert {(c["benchmark"], c["metric"]) for c in paired} >= {
-        ("synthetic_vqa", "acc"),
-        ("synthetic_grounding", "acc@0.5"),
-    }
-    assert all(c["low"] <= c["high"] for c in paired)
-    assert all(c["samples"] == 4 for c in paired if not c["benchmark"].endswith("]"))
-    assert "95 % interval" in table and (tmp_path / "eval_vs_blind.png").is_file()
-    # VQA also per question type (colour, count, ...), in its own table
-    by_type = [c for c in paired if c["benchmark"].startswith("synthetic_vqa[")]
-    assert by_type and sum(c["samples"] for c in by_type) == 4
-    assert "per question type" in table and "| synthetic_vqa[" in table
-    for run in ("eval", "eval_blind"):  # each benchmark's first predictions, drawn
+    assert "| sft |" in table and "gap vqa" in table
+    # against each control: every metric of both benchmarks with its paired-bootstrap interval
+    assert list(summary["evaluation"]["paired"]) == ["swapped", "grey"]
+    for control, name, chart in (
+        ("swapped", "swapped pictures", "eval_vs_swapped.png"),
+        ("grey", "blind (grey images)", "eval_vs_blind.png"),
+    ):
+        paired = summary["evaluation"]["paired"][control]
+        assert {(c["benchmark"], c["metric"]) for c in paired} >= {
+            ("synthetic_vqa", "acc"),
+            ("synthetic_grounding", "acc@0.5"),
+        }
+        assert all(c["low"] <= c["high"] for c in paired)
+        assert all(c["samples"] == 4 for c in paired if not c["benchmark"].endswith("]"))
+        assert f"With images against {name}" in table and (tmp_path / chart).is_file()
+        # VQA also per question type (colour, count, ...), in its own table
+        by_type = [c for c in paired if c["benchmark"].startswith("synthetic_vqa[")]
+        assert by_type and sum(c["samples"] for c in by_type) == 4
+    assert "95 % interval" in table and "per question type" in table and "| synthetic_vqa[" in table
+    # the swapped run showed each sample the next one's pictures, and says so in its records
+    swapped = [json.loads(x) for x in (tmp_path / "eval_swapped/predictions/synthetic_vqa.jsonl").open()]
+    assert [r["pictures_of"] for r in swapped] == [r["id"] for r in swapped[1:] + swapped[:1]]
+    for run in ("eval", "eval_swapped", "eval_blind"):  # each benchmark's first predictions, drawn
         assert (tmp_path / run / "gallery" / "synthetic_grounding.png").is_file()
     assert "| objects |" in table and "val acc shape" in table
     assert "losses.png" in table and (tmp_path / "losses.png").is_file()

@@ -53,16 +53,6 @@ def test_cli_reads_a_saved_model(model, tmp_path, capsys):
     assert gaps["vqa"]["samples"] == 3 and '"loss_blind"' in capsys.readouterr().out
 
 
-def test_swapping_gives_each_sample_another_picture_of_the_same_count(samples):
-    from qwenvl.evaluation.image_gap import _swapped
-
-    vqa = samples["vqa"]
-    swapped = _swapped(vqa)
-    assert [s.messages for s in swapped] == [s.messages for s in vqa]  # text untouched
-    assert all(s.images[0] is not t.images[0] for s, t in zip(swapped, vqa, strict=True))
-    assert swapped[0].images[0] is vqa[1].images[0] and swapped[-1].images[0] is vqa[0].images[0]
-
-
 def test_word_classes_hold_the_first_token_of_each_colour_and_shape_word(proc):
     from qwenvl.evaluation.image_gap import synthetic_word_classes
 

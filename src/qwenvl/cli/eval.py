@@ -2,6 +2,7 @@
 
     qwenvl-eval ckpt=runs/x/checkpoints/last.ckpt                      # the synthetic benchmarks
     qwenvl-eval ckpt=qwen_vl_dir benchmarks=[refcoco_val,textvqa_val] data_root=/data
+    qwenvl-eval ckpt=... control=swapped # control: each sample shown another's pictures (chance)
     qwenvl-eval ckpt=... blind=true      # control: images replaced by grey (what pixels are worth)
     qwenvl-eval ckpt=qwen_vl_dir protocol=qwen_vl benchmarks=[flickr30k_karpathy_test]  # as the paper
 
@@ -24,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from qwenvl.evaluation.benchmark import load_benchmark
+from qwenvl.evaluation.controls import check_control, sample_under
 from qwenvl.evaluation.gallery import write_gallery
 from qwenvl.evaluation.load import load_for_eval
 from qwenvl.evaluation.protocol import apply_protocol
@@ -47,10 +49,13 @@ def evaluate(
     write: bool = True,
     protocol: str = "default",
     gallery: int = 8,
+    control: str | None = None,
 ) -> dict:
     """Score `ckpt` on each benchmark and write `<out_dir>/results.json` (unless `write=False`),
     and a picture of each benchmark's first `gallery` predictions, `<out_dir>/gallery/<name>.png`
-    (0: none)."""
+    (0: none). `control` shows other pictures (`qwenvl.evaluation.controls`: grey or swapped);
+    `blind=True` is short for `control="grey"`."""
+    control = _control(control, blind)
     torch.manual_seed(0)
     rank = _init_distributed()
     model, processor = load_for_eval(ckpt)
@@ -65,11 +70,11 @@ def evaluate(
             bench = apply_protocol(bench, protocol)
             if limit is not None:
                 bench.limit = min(limit, bench.limit or limit)
-            results[name] = run_benchmark(model, processor, bench, out_dir, batch_size, progress, blind)
+            results[name] = run_benchmark(model, processor, bench, out_dir, batch_size, progress, control)
             if rank == 0:
                 log.info("%s: %s", name, results[name]["metrics"])
                 if gallery > 0:
-                    _gallery(bench, processor, out_dir, gallery, blind)
+                    _gallery(bench, processor, out_dir, gallery, control)
     report = {
         "model": {
             "name": Path(ckpt).parent.parent.name or str(ckpt),
@@ -78,7 +83,8 @@ def evaluate(
         },
         "config": config or {},
         "overrides": overrides or [],
-        "blind": blind,
+        "control": control,
+        "blind": control == "grey",
         "protocol": protocol,
         "benchmarks": results,
         "created": datetime.now().isoformat(timespec="seconds"),
@@ -88,12 +94,28 @@ def evaluate(
     return report
 
 
-def _gallery(bench, processor, out_dir: Path, n: int, blind: bool) -> None:
-    """`<out_dir>/gallery/<name>.png`: the first `n` samples with their predictions drawn."""
+def _control(control: str | None, blind: bool) -> str | None:
+    """The control to run: `control`, or grey for `blind=True`; both set must agree."""
+    check_control(control)
+    if blind and control not in (None, "grey"):
+        raise ValueError(f"blind=true means control=grey, but control={control!r} was also given: set one")
+    return "grey" if blind else control
+
+
+SEEN = {
+    None: "with the pictures",
+    "grey": "blind: the model saw grey pictures",
+    "swapped": "swapped: the model saw the next sample's pictures, drawn here",
+}
+
+
+def _gallery(bench, processor, out_dir: Path, n: int, control: str | None) -> None:
+    """`<out_dir>/gallery/<name>.png`: the first `n` samples with their predictions drawn, on the
+    pictures the model saw (another sample's under `swapped`; the own ones under grey)."""
     try:  # a picture for people must never cost the scores it illustrates
-        samples = [bench.dataset[i] for i in range(min(n, len(bench)))]
+        samples = [sample_under(bench.dataset, i, control, len(bench)) for i in range(min(n, len(bench)))]
         records = read_predictions(out_dir / "predictions" / f"{bench.name}.jsonl")
-        seen = "blind: the model saw grey pictures" if blind else "with the pictures"
+        seen = SEEN[control]
         title = f"{bench.name}, {seen}: model in red, reference in green"
         target = out_dir / "gallery" / f"{bench.name}.png"
         path = write_gallery(samples, records, target, title, processor.load_image)
@@ -129,6 +151,7 @@ def main(cfg: DictConfig) -> None:
         cfg.limit,
         cfg.batch_size,
         cfg.blind,
+        control=cfg.control,
         overrides=list(HydraConfig.get().overrides.task),
         config=OmegaConf.to_container(cfg, resolve=True),
         protocol=cfg.protocol,

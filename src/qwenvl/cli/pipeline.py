@@ -10,8 +10,11 @@ Overrides apply to every stage. Each stage writes into `<run dir>/<n>_<stage>/`;
 (train loss at the start and end of each stage, validation loss per task, the image gap per task:
 answer loss with other samples' pictures minus with the right ones, > 0 once the model reads them;
 for the encoder's `objects` stage, its accuracies on the validation object maps), then the
-synthetic benchmarks with images and blind, each metric's difference with a paired-bootstrap 95 %
-interval (`eval_vs_blind.png`), is printed and written to `<run dir>/summary.md` and `summary.json`.
+synthetic benchmarks with the right pictures and under each control of `eval.controls` (each
+sample shown the next sample's pictures, `eval_swapped/`: chance for a model that reads them; grey
+pictures, `eval_blind/`), each metric's difference with a paired-bootstrap 95 % interval
+(`eval_vs_swapped.png`, `eval_vs_blind.png`), is printed and written to `<run dir>/summary.md` and
+`summary.json`.
 
 Interrupted (a kill, a pre-empted job)? Run the same command with `hydra.run.dir=<that run dir>`:
 finished stages are reused (`<stage dir>/stage.json`), the interrupted one resumes from its
@@ -113,13 +116,15 @@ def main(cfg: DictConfig) -> None:
     scores = {}
     if cfg.eval.benchmarks:
         scores = evaluate_final(init_from, cfg.eval, out)
-        comparisons = compare_with_blind(cfg.eval, out)
-        scores["paired"] = [c.to_dict() for c in comparisons]
-        table += "\n\n" + summarize_paired(comparisons, cfg.eval.resamples)
+        scores["paired"] = {}
+        for control in cfg.eval.controls:
+            comparisons = compare_with_control(cfg.eval, out, control)
+            scores["paired"][control] = [c.to_dict() for c in comparisons]
+            table += "\n\n" + summarize_paired(comparisons, cfg.eval.resamples, control)
         if cfg.eval.gallery:
             table += (
                 "\n\nEach benchmark's first predictions, drawn (boxes: model red, reference green): "
-                "eval/gallery/<benchmark>.png, and blind in eval_blind/gallery/."
+                "eval/gallery/<benchmark>.png, and under each control in its own folder's gallery/."
             )
     (out / "summary.md").write_text(table + "\n")
     (out / "summary.json").write_text(json.dumps({"stages": dict(results), "evaluation": scores}, indent=2))
@@ -192,44 +197,59 @@ def stage_gap(ckpt: str, cfg: DictConfig, fmt: str) -> dict[str, float]:
     return out
 
 
-def evaluate_final(ckpt: str, cfg: DictConfig, out: Path) -> dict:
-    """The final checkpoint on the synthetic benchmarks, with images and blind (images grey)."""
-    from qwenvl.cli.eval import evaluate
+# Where each control's evaluation is written, and its name in the tables (qwenvl.evaluation.controls)
+CONTROL_DIRS = {"swapped": "eval_swapped", "grey": "eval_blind"}
+CONTROL_NAMES = {"swapped": "swapped pictures", "grey": "blind (grey images)"}
+SUMMARY_KEYS = {"swapped": "swapped", "grey": "blind"}  # summary.json's key for each control's scores
 
+
+def evaluate_final(ckpt: str, cfg: DictConfig, out: Path) -> dict:
+    """The final checkpoint on the synthetic benchmarks, with its pictures and under each control."""
+    from qwenvl.cli.eval import evaluate
+    from qwenvl.evaluation.controls import check_control
+
+    for control in cfg.controls:
+        check_control(control)
     kw = {
         "benchmarks": list(cfg.benchmarks),
         "limit": cfg.limit,
         "batch_size": cfg.batch_size,
         "gallery": cfg.gallery,
     }
-    seen = evaluate(ckpt, out_dir=out / "eval", **kw)
-    blind = evaluate(ckpt, out_dir=out / "eval_blind", blind=True, **kw)
-    return {"with_images": seen["benchmarks"], "blind": blind["benchmarks"]}
+    scores = {"with_images": evaluate(ckpt, out_dir=out / "eval", **kw)["benchmarks"]}
+    for control in cfg.controls:
+        run = evaluate(ckpt, out_dir=out / CONTROL_DIRS[control], control=control, **kw)
+        scores[SUMMARY_KEYS[control]] = run["benchmarks"]
+    return scores
 
 
-def compare_with_blind(cfg: DictConfig, out: Path) -> list:
-    """Paired bootstrap of the scores with images against blind (qwenvl.evaluation.paired): whether
-    each benchmark reads the pictures beyond the luck of the samples; a forest plot beside it."""
+def compare_with_control(cfg: DictConfig, out: Path, control: str) -> list:
+    """Paired bootstrap of the scores with the right pictures against `control`
+    (qwenvl.evaluation.paired): whether each benchmark reads the pictures beyond the luck of the
+    samples; a forest plot beside it (`eval_vs_swapped.png`, `eval_vs_blind.png`)."""
     from qwenvl.evaluation.paired import compare_runs, is_by_type
     from qwenvl.evaluation.paired_chart import forest_png
 
-    comparisons = compare_runs(out / "eval", out / "eval_blind", resamples=cfg.resamples, by_type=True)
+    folder = CONTROL_DIRS[control]
+    comparisons = compare_runs(out / "eval", out / folder, resamples=cfg.resamples, by_type=True)
     whole = [c for c in comparisons if not is_by_type(c)]  # the chart keeps to whole benchmarks
-    forest_png(whole, out / "eval_vs_blind.png", "with images", "blind (grey images)")
+    chart = out / f"eval_vs_{folder.removeprefix('eval_')}.png"
+    forest_png(whole, chart, "with images", CONTROL_NAMES[control])
     return comparisons
 
 
-def summarize_paired(comparisons: list, resamples: int) -> str:
-    """Markdown: each metric with images and blind, the difference with its 95 % interval and p-value;
-    then the same per question type, where the benchmark records one."""
+def summarize_paired(comparisons: list, resamples: int, control: str) -> str:
+    """Markdown: each metric with the right pictures and under `control`, the difference with its
+    95 % interval and p-value; then the same per question type, where the benchmark records one."""
     from qwenvl.evaluation.paired import is_by_type, to_markdown
 
-    names = ("with images", "blind (grey images)")
+    names = ("with images", CONTROL_NAMES[control])
+    chart = f"eval_vs_{CONTROL_DIRS[control].removeprefix('eval_')}.png"
     whole = [c for c in comparisons if not is_by_type(c)]
     by_type = [c for c in comparisons if is_by_type(c)]
     text = (
-        f"With images against blind, paired bootstrap over the same samples ({resamples} resamples; "
-        "eval_vs_blind.png):\n\n" + to_markdown(whole, *names)
+        f"With images against {names[1]}, paired bootstrap over the same samples ({resamples} "
+        f"resamples; {chart}):\n\n" + to_markdown(whole, *names)
     )
     if by_type:
         text += "\n\nThe same per question type (each type's samples resampled alone):\n\n"

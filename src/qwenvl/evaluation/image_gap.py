@@ -28,7 +28,7 @@ import torch
 
 from qwenvl.data.collate import Collator
 from qwenvl.data.sample import Sample
-from qwenvl.evaluation.runner import grey_like
+from qwenvl.evaluation.controls import grey_like, swapped_samples
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.processor import QwenVLProcessor
 
@@ -37,22 +37,6 @@ def _blind(sample: Sample, processor: QwenVLProcessor) -> Sample:
     grey = copy.copy(sample)
     grey.images = [grey_like(processor.load_image(im)) for im in sample.images]
     return grey
-
-
-def _swapped(samples: Sequence[Sample]) -> list[Sample]:
-    """Each sample with the pictures of the next sample that shows as many (cyclically).
-
-    A sample with no partner (the only one with its picture count) keeps its own pictures, so it
-    adds nothing to the gap rather than an error.
-    """
-    out = []
-    for i, s in enumerate(samples):
-        order = [*samples[i + 1 :], *samples[:i]]
-        donor = next((d for d in order if len(d.images) == len(s.images)), s)
-        swapped = copy.copy(s)
-        swapped.images = list(donor.images)
-        out.append(swapped)
-    return out
 
 
 def word_classes(processor: QwenVLProcessor, words: dict[str, Sequence[str]]) -> dict[str, set[int]]:
@@ -132,7 +116,7 @@ def image_gap(
     try:
         for task, samples in samples_by_task.items():
             seen = answer_losses(model, collator, samples, batch_size, classes)
-            swapped = answer_losses(model, collator, _swapped(samples), batch_size, classes)
+            swapped = answer_losses(model, collator, swapped_samples(samples), batch_size, classes)
             blind = answer_losses(model, collator, [_blind(s, processor) for s in samples], batch_size)
             out[task] = {
                 "loss": seen["all"][0],

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import torch
-from PIL import Image
 from rich.progress import Progress
 
 from qwenvl.atomic import write_text
 from qwenvl.data.templates import render
 from qwenvl.evaluation.benchmark import Benchmark, postprocess
+from qwenvl.evaluation.controls import check_control, grey_like, sample_under
 from qwenvl.evaluation.scoring import score
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.processor import QwenVLProcessor
@@ -67,6 +67,7 @@ def _record(sample, prediction: str) -> dict:
         # The synthetic world's question kind (colour, count, relation, ...): scores split by it
         # show which questions a model answers from the pictures (`compare_runs(by_type=True)`).
         "question_type": sample.meta.get("question_type"),
+        **({"pictures_of": sample.meta["pictures_of"]} if "pictures_of" in sample.meta else {}),
     }
 
 
@@ -78,14 +79,18 @@ def run_benchmark(
     out_dir: Path,
     batch_size: int = 16,
     progress: Progress | None = None,
-    blind: bool = False,
+    control: str | None = None,
 ) -> dict:
     """Generate for every sample not yet finished, then score the whole set.
+
+    `control` shows every sample other pictures (`qwenvl.evaluation.controls`: `grey`, or
+    `swapped` for another sample's); None shows its own.
 
     Under torch.distributed (e.g. `torchrun --nproc_per_node 8 -m qwenvl.cli.eval ...`) rank r
     takes samples r, r + world, ... and writes its own `<name>.rank<r>.jsonl`; rank 0 merges them
     into `<name>.jsonl` (each id once) and scores. Other ranks return an empty dict.
     """
+    check_control(control)
     rank, world = _rank_world()
     pred_dir = Path(out_dir) / "predictions"
     pred_dir.mkdir(parents=True, exist_ok=True)
@@ -106,8 +111,9 @@ def run_benchmark(
     model.eval()
     with path.open("a", encoding="utf-8") as f:
         for start in range(0, len(todo), batch_size):
-            samples = [bench.dataset[i] for i in todo[start : start + batch_size]]
-            for line in _generate(model, processor, bench, samples, blind):
+            batch = todo[start : start + batch_size]
+            samples = [sample_under(bench.dataset, i, control, len(bench)) for i in batch]
+            for line in _generate(model, processor, bench, samples, control == "grey"):
                 f.write(json.dumps(line, ensure_ascii=False) + "\n")
             f.flush()  # every finished batch survives an interruption
             if progress is not None:
@@ -142,13 +148,13 @@ def _merge(merged: Path, parts: list[Path]) -> None:
         p.unlink()
 
 
-def _generate(model, processor, bench: Benchmark, samples: list, blind: bool = False) -> list[dict]:
+def _generate(model, processor, bench: Benchmark, samples: list, grey: bool = False) -> list[dict]:
     """Records for a batch. A sample whose image cannot be read is recorded as a miss, with the reason."""
     ok, out = [], []
     for x in samples:
         try:
             images = [
-                grey_like(processor.load_image(im)) if blind else processor.load_image(im) for im in x.images
+                grey_like(processor.load_image(im)) if grey else processor.load_image(im) for im in x.images
             ]
             ok.append((x, images))
         except Exception as e:  # a bad image costs one sample, never the evaluation
@@ -175,11 +181,6 @@ def _generate(model, processor, bench: Benchmark, samples: list, blind: bool = F
         ]
     out += [_record(x, postprocess(a, bench.postprocess)) for (x, _), a in zip(ok, answers, strict=True)]
     return out
-
-
-def grey_like(image: Image.Image) -> Image.Image:
-    """The blind control: same size, no content. A model that scores as well blind ignores pixels."""
-    return Image.new("RGB", image.size, (128, 128, 128))
 
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
