@@ -1,9 +1,10 @@
 """qwenvl-compare: is run A better than run B on each benchmark, beyond the luck of the samples?
 
     qwenvl-compare runs/eval_a runs/eval_b                      # two checkpoints, same benchmarks
-    qwenvl-compare RUN/eval RUN/eval_blind --names "with images" blind   # what the pictures are worth
+    qwenvl-compare RUN/eval RUN/eval_swapped --names "with images" swapped   # beyond chance?
+    qwenvl-compare RUN/eval RUN/eval_blind --names "with images" blind   # what pixels are worth
     qwenvl-compare A B --benchmarks synthetic_vqa --resamples 5000 --out reports/
-    qwenvl-compare RUN/eval RUN/eval_blind --by-type                 # and per question type
+    qwenvl-compare RUN/eval RUN/eval_swapped --by-type               # and per question type
 
 Each DIR is what qwenvl-eval wrote (results.json and predictions/). Pairs the two runs' predictions
 by sample id, runs a paired bootstrap per benchmark (qwenvl.evaluation.paired) and prints a table of
