@@ -71,5 +71,11 @@ def sample_under(dataset, i: int, control: str | None, n: int | None = None) -> 
     if control != "swapped":
         return sample
     n = len(dataset) if n is None else n
-    j = partner(i, n, lambda k: len(sample.images) if k == i else len(dataset[k].images))
-    return swapped(sample, dataset[j])
+    built = {i: sample}  # a synthetic sample is drawn when indexed: draw each one once
+
+    def get(k: int) -> Sample:
+        if k not in built:
+            built[k] = dataset[k]
+        return built[k]
+
+    return swapped(sample, get(partner(i, n, lambda k: len(get(k).images))))
