@@ -69,6 +69,14 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
     assert (tmp_path / "4_multitask" / "checkpoints" / "last.ckpt").is_file()
 
 
+def test_a_misspelt_control_fails_before_any_stage_trains(tmp_path):
+    run_dir, controls = f"hydra.run.dir={tmp_path}", "eval.controls=[shuffled]"
+    cmd = [sys.executable, "-m", "qwenvl.cli.pipeline", run_dir, controls]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "control='shuffled' is not one of ('grey', 'swapped')" in r.stderr
+    assert not (tmp_path / "1_objects").exists()
+
+
 def test_wandb_offline_run_holds_the_logged_metrics(tmp_path):
     cmd = [
         sys.executable,

@@ -27,6 +27,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import hydra
 from hydra import compose
@@ -99,6 +100,10 @@ def _f(v) -> str:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="pipeline")
 def main(cfg: DictConfig) -> None:
+    from qwenvl.evaluation.controls import check_control
+
+    for control in cfg.eval.controls:  # a misspelt control fails now, not after the training
+        check_control(control)
     user = list(HydraConfig.get().overrides.task)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -197,19 +202,25 @@ def stage_gap(ckpt: str, cfg: DictConfig, fmt: str) -> dict[str, float]:
     return out
 
 
-# Where each control's evaluation is written, and its name in the tables (qwenvl.evaluation.controls)
-CONTROL_DIRS = {"swapped": "eval_swapped", "grey": "eval_blind"}
-CONTROL_NAMES = {"swapped": "swapped pictures", "grey": "blind (grey images)"}
-SUMMARY_KEYS = {"swapped": "swapped", "grey": "blind"}  # summary.json's key for each control's scores
+class ControlOutput(NamedTuple):
+    """Where a control's evaluation goes and how the summary names it (qwenvl.evaluation.controls)."""
+
+    folder: str  # the evaluation directory under the run
+    name: str  # the column name in the tables
+    key: str  # summary.json's key for its scores
+    chart: str  # the forest plot against the right pictures
+
+
+CONTROL_OUTPUTS = {
+    "swapped": ControlOutput("eval_swapped", "swapped pictures", "swapped", "eval_vs_swapped.png"),
+    "grey": ControlOutput("eval_blind", "blind (grey images)", "blind", "eval_vs_blind.png"),
+}
 
 
 def evaluate_final(ckpt: str, cfg: DictConfig, out: Path) -> dict:
     """The final checkpoint on the synthetic benchmarks, with its pictures and under each control."""
     from qwenvl.cli.eval import evaluate
-    from qwenvl.evaluation.controls import check_control
 
-    for control in cfg.controls:
-        check_control(control)
     kw = {
         "benchmarks": list(cfg.benchmarks),
         "limit": cfg.limit,
@@ -218,8 +229,8 @@ def evaluate_final(ckpt: str, cfg: DictConfig, out: Path) -> dict:
     }
     scores = {"with_images": evaluate(ckpt, out_dir=out / "eval", **kw)["benchmarks"]}
     for control in cfg.controls:
-        run = evaluate(ckpt, out_dir=out / CONTROL_DIRS[control], control=control, **kw)
-        scores[SUMMARY_KEYS[control]] = run["benchmarks"]
+        where = CONTROL_OUTPUTS[control]
+        scores[where.key] = evaluate(ckpt, out_dir=out / where.folder, control=control, **kw)["benchmarks"]
     return scores
 
 
@@ -230,11 +241,10 @@ def compare_with_control(cfg: DictConfig, out: Path, control: str) -> list:
     from qwenvl.evaluation.paired import compare_runs, is_by_type
     from qwenvl.evaluation.paired_chart import forest_png
 
-    folder = CONTROL_DIRS[control]
-    comparisons = compare_runs(out / "eval", out / folder, resamples=cfg.resamples, by_type=True)
+    where = CONTROL_OUTPUTS[control]
+    comparisons = compare_runs(out / "eval", out / where.folder, resamples=cfg.resamples, by_type=True)
     whole = [c for c in comparisons if not is_by_type(c)]  # the chart keeps to whole benchmarks
-    chart = out / f"eval_vs_{folder.removeprefix('eval_')}.png"
-    forest_png(whole, chart, "with images", CONTROL_NAMES[control])
+    forest_png(whole, out / where.chart, "with images", where.name)
     return comparisons
 
 
@@ -243,13 +253,13 @@ def summarize_paired(comparisons: list, resamples: int, control: str) -> str:
     95 % interval and p-value; then the same per question type, where the benchmark records one."""
     from qwenvl.evaluation.paired import is_by_type, to_markdown
 
-    names = ("with images", CONTROL_NAMES[control])
-    chart = f"eval_vs_{CONTROL_DIRS[control].removeprefix('eval_')}.png"
+    where = CONTROL_OUTPUTS[control]
+    names = ("with images", where.name)
     whole = [c for c in comparisons if not is_by_type(c)]
     by_type = [c for c in comparisons if is_by_type(c)]
     text = (
         f"With images against {names[1]}, paired bootstrap over the same samples ({resamples} "
-        f"resamples; {chart}):\n\n" + to_markdown(whole, *names)
+        f"resamples; {where.chart}):\n\n" + to_markdown(whole, *names)
     )
     if by_type:
         text += "\n\nThe same per question type (each type's samples resampled alone):\n\n"

@@ -36,6 +36,14 @@ def grey_like(image: Image.Image) -> Image.Image:
     return Image.new("RGB", image.size, (128, 128, 128))
 
 
+def greyed(sample: Sample, load_image: Callable[[object], Image.Image]) -> Sample:
+    """`sample` with each picture replaced by grey of its size (`load_image` opens a path or passes
+    an image through, e.g. `QwenVLProcessor.load_image`)."""
+    out = copy.copy(sample)
+    out.images = [grey_like(load_image(im)) for im in sample.images]
+    return out
+
+
 def partner(i: int, n: int, count: Callable[[int], int]) -> int:
     """The next index after `i`, cyclically in [0, n), whose sample shows `count(i)` pictures.
 

@@ -20,7 +20,6 @@ attributes the model takes from the pixels.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 from collections.abc import Sequence
 
@@ -28,15 +27,9 @@ import torch
 
 from qwenvl.data.collate import Collator
 from qwenvl.data.sample import Sample
-from qwenvl.evaluation.controls import grey_like, swapped_samples
+from qwenvl.evaluation.controls import greyed, swapped_samples
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.processor import QwenVLProcessor
-
-
-def _blind(sample: Sample, processor: QwenVLProcessor) -> Sample:
-    grey = copy.copy(sample)
-    grey.images = [grey_like(processor.load_image(im)) for im in sample.images]
-    return grey
 
 
 def word_classes(processor: QwenVLProcessor, words: dict[str, Sequence[str]]) -> dict[str, set[int]]:
@@ -117,7 +110,9 @@ def image_gap(
         for task, samples in samples_by_task.items():
             seen = answer_losses(model, collator, samples, batch_size, classes)
             swapped = answer_losses(model, collator, swapped_samples(samples), batch_size, classes)
-            blind = answer_losses(model, collator, [_blind(s, processor) for s in samples], batch_size)
+            blind = answer_losses(
+                model, collator, [greyed(s, processor.load_image) for s in samples], batch_size
+            )
             out[task] = {
                 "loss": seen["all"][0],
                 "loss_swapped": swapped["all"][0],
