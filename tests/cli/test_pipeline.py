@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import torch
+
 
 def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
     cmd = [
@@ -15,6 +17,7 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
         "steps.objects=3",
         "steps.warmup=3",
         "steps.pretrain=3",
+        "steps.multitask_224=3",
         "steps.multitask=3",
         "steps.sft=3",
         "data.batch_size=2",
@@ -29,7 +32,7 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert list(summary["stages"]) == ["objects", "warmup", "pretrain", "multitask", "sft"]
+    assert list(summary["stages"]) == ["objects", "warmup", "pretrain", "multitask_224", "multitask", "sft"]
     for name, stage in summary["stages"].items():
         assert stage["train/loss_first"] > 0 and stage["val/loss"] > 0
         if name == "objects":  # the encoder alone: accuracies on object maps, no answers to gap
@@ -66,7 +69,24 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
     assert "| objects |" in table and "val acc shape" in table
     assert "losses.png" in table and (tmp_path / "losses.png").is_file()
     # each stage started from the previous one's checkpoint
-    assert (tmp_path / "4_multitask" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "5_multitask" / "checkpoints" / "last.ckpt").is_file()
+    # per_stage: the slower encoder reached `multitask` alone; multitask_224 ran at 224 px, encoder frozen
+    records = {
+        n: json.loads((tmp_path / f"{i}_{n}" / "stage.json").read_text())
+        for i, n in ((4, "multitask_224"), (5, "multitask"))
+    }
+    assert "stage.lr_scale.encoder=0.1" in records["multitask"]["overrides"]
+    assert not any("lr_scale" in o for o in records["multitask_224"]["overrides"])
+    hp = {
+        n: torch.load(r["metrics"]["checkpoint"], weights_only=True, map_location="cpu")["hyper_parameters"]
+        for n, r in records.items()
+    }
+    assert (
+        hp["multitask"]["stage"]["lr_scale"]["encoder"] == 0.1
+        and hp["multitask"]["stage"]["image_size"] == 448
+    )
+    assert hp["multitask_224"]["stage"]["image_size"] == 224
+    assert hp["multitask_224"]["stage"]["trainable"]["encoder"] is False
 
 
 def test_a_misspelt_control_fails_before_any_stage_trains(tmp_path):
@@ -74,6 +94,18 @@ def test_a_misspelt_control_fails_before_any_stage_trains(tmp_path):
     cmd = [sys.executable, "-m", "qwenvl.cli.pipeline", run_dir, controls]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "control='shuffled' is not one of ('grey', 'swapped')" in r.stderr
+    assert not (tmp_path / "1_objects").exists()
+
+
+def test_per_stage_overrides_name_a_stage_of_the_pipeline(tmp_path):
+    run_dir, typo = f"hydra.run.dir={tmp_path}", "+per_stage.multitsk=['stage.lr=1e-3']"
+    r = subprocess.run(
+        [sys.executable, "-m", "qwenvl.cli.pipeline", run_dir, typo],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode != 0 and "per_stage names ['multitsk'], which are no stage; the stages: [" in r.stderr
     assert not (tmp_path / "1_objects").exists()
 
 

@@ -6,7 +6,8 @@ On the embedded default, `objects` and `warmup` come first: stand-ins for pretra
     qwenvl-pipeline adapter.num_queries=64 steps.multitask=400
     qwenvl-pipeline logger=csv                        # without W&B
 
-Overrides apply to every stage. Each stage writes into `<run dir>/<n>_<stage>/`; the summary
+Overrides apply to every stage; `per_stage` holds overrides for one stage alone
+(`"per_stage.multitask=['stage.lr=5e-4']"`). Each stage writes into `<run dir>/<n>_<stage>/`; the summary
 (train loss at the start and end of each stage, validation loss per task, the image gap per task:
 answer loss with other samples' pictures minus with the right ones, > 0 once the model reads them;
 for the encoder's `objects` stage, its accuracies on the validation object maps), then the
@@ -40,7 +41,7 @@ from qwenvl.training.stage_record import read_record, write_record
 from qwenvl.training.stages import objective
 
 log = logging.getLogger(__name__)
-PIPELINE_KEYS = ("stages", "steps", "hydra", "out_dir", "eval")
+PIPELINE_KEYS = ("stages", "steps", "per_stage", "hydra", "out_dir", "eval")
 
 
 def stage_dir(cfg: DictConfig, i: int, stage: str) -> Path:
@@ -49,9 +50,11 @@ def stage_dir(cfg: DictConfig, i: int, stage: str) -> Path:
 
 
 def stage_overrides(cfg: DictConfig, user: list[str], i: int, stage: str, init_from: str | None) -> list[str]:
+    """The user's overrides (every stage), then `per_stage.<stage>`'s (this stage only, so they win)."""
     keep = [o for o in user if o.lstrip("+~").split("=")[0].split(".")[0] not in PIPELINE_KEYS]
     out = [
         *keep,
+        *(cfg.get("per_stage") or {}).get(stage, []),
         f"stage={stage}",
         f"max_steps={cfg.steps[stage]}",
         f"paths.output_dir={stage_dir(cfg, i, stage)}",
@@ -104,6 +107,7 @@ def main(cfg: DictConfig) -> None:
 
     for control in cfg.eval.controls:  # a misspelt control fails now, not after the training
         check_control(control)
+    check_per_stage(cfg)
     user = list(HydraConfig.get().overrides.task)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,6 +138,22 @@ def main(cfg: DictConfig) -> None:
     (out / "summary.md").write_text(table + "\n")
     (out / "summary.json").write_text(json.dumps({"stages": dict(results), "evaluation": scores}, indent=2))
     print(f"\n{table}\n\nrun directory: {out}")
+
+
+def check_per_stage(cfg: DictConfig) -> None:
+    """`per_stage` names stage options (conf/stage/*.yaml), each with a list of `key=value`
+    overrides: a misspelt stage would otherwise leave its overrides silently unused. Entries for
+    stages left out of `stages` are allowed and unused (`stages=[objects]` keeps the default's)."""
+    per_stage = cfg.get("per_stage") or {}
+    options = sorted(p.stem for p in (CONF_DIR / "stage").glob("*.yaml"))
+    unknown = [s for s in per_stage if s not in options]
+    if unknown:
+        raise ValueError(f"per_stage names {unknown}, which are no stage; the stages: {options}")
+    for stage, items in per_stage.items():
+        if isinstance(items, str) or not all(isinstance(o, str) and "=" in o for o in items):
+            raise ValueError(
+                f"per_stage.{stage} must be a list of overrides like ['stage.lr=5e-4'], got {items!r}"
+            )
 
 
 def run_stage(cfg: DictConfig, overrides: list[str], i: int, stage: str) -> dict:
