@@ -97,7 +97,7 @@ def test_a_misspelt_control_fails_before_any_stage_trains(tmp_path):
     assert not (tmp_path / "1_objects").exists()
 
 
-def test_per_stage_overrides_name_a_stage_of_the_pipeline(tmp_path):
+def test_a_misspelt_per_stage_entry_fails_before_any_stage_trains(tmp_path):
     run_dir, typo = f"hydra.run.dir={tmp_path}", "+per_stage.multitsk=['stage.lr=1e-3']"
     r = subprocess.run(
         [sys.executable, "-m", "qwenvl.cli.pipeline", run_dir, typo],

@@ -1,6 +1,7 @@
 """qwenvl-pipeline: stage 1 -> 2 -> 3 on one config, each stage starting from the last, then a summary.
 
-On the embedded default, `objects` and `warmup` come first: stand-ins for pretrained weights.
+On the embedded default, `objects` and `warmup` come first: stand-ins for pretrained weights; and
+stage 2 begins at 224 px (`multitask_224`, encoder frozen) before `multitask` at 448 px.
 
     qwenvl-pipeline                                   # tiny model, synthetic world, CPU
     qwenvl-pipeline adapter.num_queries=64 steps.multitask=400
