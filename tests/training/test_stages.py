@@ -11,6 +11,7 @@ EXPECTED = {
     "warmup": {"encoder": False, "adapter": True, "llm": True},
     "pretrain": {"encoder": True, "adapter": True, "llm": False},
     "multitask": {"encoder": True, "adapter": True, "llm": True},
+    "multitask_224": {"encoder": False, "adapter": True, "llm": True},
     "sft": {"encoder": False, "adapter": True, "llm": True},
     "locate": {"encoder": True, "adapter": True, "llm": True},
 }
