@@ -109,6 +109,15 @@ def test_a_misspelt_per_stage_entry_fails_before_any_stage_trains(tmp_path):
     assert not (tmp_path / "1_objects").exists()
 
 
+def test_a_bad_stage_override_fails_before_any_stage_trains(tmp_path):
+    # the override reaches `multitask` alone, fifth of six: it is still composed before the first
+    typo = "per_stage.multitask=['stage.lr_scal.encoder=0.1']"
+    cmd = [sys.executable, "-m", "qwenvl.cli.pipeline", f"hydra.run.dir={tmp_path}", typo]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "Could not override 'stage.lr_scal.encoder'" in r.stderr
+    assert not (tmp_path / "1_objects").exists()
+
+
 def test_wandb_offline_run_holds_the_logged_metrics(tmp_path):
     cmd = [
         sys.executable,

@@ -110,6 +110,7 @@ def main(cfg: DictConfig) -> None:
         check_control(control)
     check_per_stage(cfg)
     user = list(HydraConfig.get().overrides.task)
+    check_stages(cfg, user)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results: list[tuple[str, dict]] = []
@@ -141,12 +142,19 @@ def main(cfg: DictConfig) -> None:
     print(f"\n{table}\n\nrun directory: {out}")
 
 
+def stage_options() -> list[str]:
+    """The `stage` group's options, as Hydra's config loader lists them."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    return GlobalHydra.instance().config_loader().get_group_options("stage")
+
+
 def check_per_stage(cfg: DictConfig) -> None:
-    """`per_stage` names stage options (conf/stage/*.yaml), each with a list of `key=value`
-    overrides: a misspelt stage would otherwise leave its overrides silently unused. Entries for
-    stages left out of `stages` are allowed and unused (`stages=[objects]` keeps the default's)."""
+    """`per_stage` names stage options, each with a list of `key=value` overrides: a misspelt stage
+    would otherwise leave its overrides silently unused. Entries for stages left out of `stages`
+    are allowed and unused (`stages=[objects]` keeps the default's)."""
     per_stage = cfg.get("per_stage") or {}
-    options = sorted(p.stem for p in (CONF_DIR / "stage").glob("*.yaml"))
+    options = stage_options()
     unknown = [s for s in per_stage if s not in options]
     if unknown:
         raise ValueError(f"per_stage names {unknown}, which are no stage; the stages: {options}")
@@ -155,6 +163,20 @@ def check_per_stage(cfg: DictConfig) -> None:
             raise ValueError(
                 f"per_stage.{stage} must be a list of overrides like ['stage.lr=5e-4'], got {items!r}"
             )
+
+
+def check_stages(cfg: DictConfig, user: list[str]) -> None:
+    """Compose every stage's config before the first one trains, so that a misspelt stage, one
+    without a step count or a bad override (the user's or its `per_stage` ones) fails now and not
+    after the stages before it have trained. Composing takes a fraction of a second a stage; each is
+    composed again when it runs, with the checkpoint it starts from."""
+    options = stage_options()
+    for i, stage in enumerate(cfg.stages, start=1):
+        if stage not in options:
+            raise ValueError(f"stages names {stage!r}, which is no stage; the stages: {options}")
+        if stage not in cfg.steps:
+            raise ValueError(f"stage {stage!r} has no step count; give it one: +steps.{stage}=N")
+        compose(config_name="pipeline", overrides=stage_overrides(cfg, user, i, stage, None))
 
 
 def run_stage(cfg: DictConfig, overrides: list[str], i: int, stage: str) -> dict:
