@@ -108,7 +108,6 @@ def main(cfg: DictConfig) -> None:
 
     for control in cfg.eval.controls:  # a misspelt control fails now, not after the training
         check_control(control)
-    check_per_stage(cfg)
     user = list(HydraConfig.get().overrides.task)
     check_stages(cfg, user)
     out = Path(cfg.out_dir)
@@ -149,12 +148,16 @@ def stage_options() -> list[str]:
     return GlobalHydra.instance().config_loader().get_group_options("stage")
 
 
-def check_per_stage(cfg: DictConfig) -> None:
-    """`per_stage` names stage options, each with a list of `key=value` overrides: a misspelt stage
-    would otherwise leave its overrides silently unused. Entries for stages left out of `stages`
-    are allowed and unused (`stages=[objects]` keeps the default's)."""
-    per_stage = cfg.get("per_stage") or {}
+def check_stages(cfg: DictConfig, user: list[str]) -> None:
+    """Check every stage before the first one trains, so that nothing fails after the stages before
+    it have trained. `per_stage` must name stage options, each with a list of `key=value`
+    overrides (a misspelt stage would leave its overrides silently unused; entries for stages left
+    out of `stages` are allowed and unused, so `stages=[objects]` keeps the default's). Each stage
+    in `stages` must be an option with a step count, and its config is composed with every
+    override it will get (the user's, then its `per_stage` ones): a fraction of a second a stage;
+    each is composed again when it runs, with the checkpoint it starts from."""
     options = stage_options()
+    per_stage = cfg.get("per_stage") or {}
     unknown = [s for s in per_stage if s not in options]
     if unknown:
         raise ValueError(f"per_stage names {unknown}, which are no stage; the stages: {options}")
@@ -163,14 +166,6 @@ def check_per_stage(cfg: DictConfig) -> None:
             raise ValueError(
                 f"per_stage.{stage} must be a list of overrides like ['stage.lr=5e-4'], got {items!r}"
             )
-
-
-def check_stages(cfg: DictConfig, user: list[str]) -> None:
-    """Compose every stage's config before the first one trains, so that a misspelt stage, one
-    without a step count or a bad override (the user's or its `per_stage` ones) fails now and not
-    after the stages before it have trained. Composing takes a fraction of a second a stage; each is
-    composed again when it runs, with the checkpoint it starts from."""
-    options = stage_options()
     for i, stage in enumerate(cfg.stages, start=1):
         if stage not in options:
             raise ValueError(f"stages names {stage!r}, which is no stage; the stages: {options}")
