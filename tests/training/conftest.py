@@ -20,7 +20,7 @@ def train_cli():
     return run
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def compose_train():
     """The `train` config for a quick in-process run into `out`: no logger, small batches and queries."""
 

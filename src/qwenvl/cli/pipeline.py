@@ -203,8 +203,9 @@ def run_stage(cfg: DictConfig, overrides: list[str], i: int, stage: str) -> dict
         # minutes of this process: a resumed stage counts only the part after its checkpoint
         metrics.update(steps=stage_cfg.max_steps, minutes=(time.perf_counter() - t0) / 60)
         write_record(where, stage, overrides, "trained", metrics)
-    # The image gap needs a language side that answers: none before the first language stage.
-    if objective(stage_cfg.stage) == "lm":
+    # The image gap needs a language side that answers: none after `objects` (the encoder alone);
+    # after `bridge` it shows whether the language model still reads the new resolution's tokens.
+    if objective(stage_cfg.stage) != "object_maps":
         metrics.update(stage_gap(metrics["checkpoint"], cfg.eval, stage_cfg.stage.fmt))
     write_record(where, stage, overrides, "done", metrics)
     return metrics

@@ -13,7 +13,6 @@ kind, colour and text character there, and which shape (colour and kind) has its
 from __future__ import annotations
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 from torchmetrics import MeanMetric
 
@@ -67,21 +66,12 @@ class ObjectMapModule(QwenVLLitModule):
 
     def datamodule(self, cfg) -> ObjectMapDataModule:
         """The synthetic world's pictures and maps, with the run's `data` batch settings."""
-        target = str(OmegaConf.select(cfg, "data.train._target_", default=""))
-        if not target.endswith("SyntheticWorld"):
-            raise ValueError(
-                f"stage={cfg.stage.name} (objective object_maps) learns from the synthetic world's object "
-                f"maps, but data.train is {target or 'not set'}; use data=synthetic for this stage, or "
-                f"leave it out of `stages` when the encoder is pretrained (encoder.checkpoint=PATH)"
-            )
-        return ObjectMapDataModule(
+        return ObjectMapDataModule.from_run(
+            cfg,
             self.processor,
-            patch_size=self.model.encoder.config.patch_size,
+            self.model.encoder.config.patch_size,
+            "object maps",
             cells=self.object_head.cells,
-            seed=cfg.seed,
-            batch_size=cfg.data.batch_size,
-            num_workers=cfg.data.num_workers,
-            val_size=cfg.data.val.size,
         )
 
     def configure_model(self) -> None:

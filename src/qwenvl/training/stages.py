@@ -11,8 +11,10 @@ downloaded), so its pipeline first runs two stand-ins for those checkpoints: `ob
 encoder alone learning the synthetic world's object maps (which shape, colour and character
 covers each cell of each patch; training/object_maps.py), then `warmup`: adapter and LLM on the
 world's captions and text at 224 px (a random LLM frozen in `pretrain` barely learns to read image
-tokens). `lm` warms up the LLM alone on text, images dropped, for a pretrained encoder with a
-random LLM. With real weights, leave these out of `stages`.
+tokens). Between stage 2's 224-px and 448-px parts, `bridge` teaches the encoder at 448 px to give
+the image tokens it gave at 224 px (training/bridge.py). `lm` warms up the LLM alone on text,
+images dropped, for a pretrained encoder with a random LLM. With real weights, leave these out of
+`stages`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 PARTS = ("encoder", "adapter", "llm")
-OBJECTIVES = ("lm", "object_maps")
+OBJECTIVES = ("lm", "object_maps", "image_tokens")
 
 
 @dataclass
@@ -49,7 +51,9 @@ class StageConfig:
     max_objects: int | dict[str, int] = 4
     text_only: bool = False  # drop images (`lm`: the text warm-up of a randomly initialized LLM)
     # What the stage learns from: `lm` next-token loss on text (every Qwen-VL stage), or
-    # `object_maps`: the encoder alone on the synthetic world's object maps (`objects`).
+    # `object_maps`: the encoder alone on the synthetic world's object maps (`objects`), or
+    # `image_tokens`: encoder and adapter at a new resolution giving the image tokens the
+    # `init_from` model gives at its own (`bridge`; training/bridge.py).
     objective: str = "lm"
 
     def __post_init__(self) -> None:
@@ -81,7 +85,10 @@ def objective(stage) -> str:
 
 def module_class(stage):
     """The LightningModule class that trains `stage` (a stage config mapping; checkpoints rebuild with it)."""
-    from qwenvl.training.module import QwenVLLitModule  # here, not at the top: those modules import this one
+    # Imported here, not at the top: those modules import this one.
+    from qwenvl.training.bridge import BridgeModule
+    from qwenvl.training.module import QwenVLLitModule
     from qwenvl.training.object_maps import ObjectMapModule
 
-    return ObjectMapModule if objective(stage) == "object_maps" else QwenVLLitModule
+    own = {"object_maps": ObjectMapModule, "image_tokens": BridgeModule}
+    return own.get(objective(stage), QwenVLLitModule)

@@ -112,6 +112,7 @@ class SyntheticObjectMaps(Dataset):
         cells: int = 4,
         text_ratio: float = 0.5,
         transform=None,
+        maps: bool = True,
     ):
         if image_size % patch_size or cells < 1 or not 0 <= text_ratio <= 1:
             raise ValueError(
@@ -121,6 +122,7 @@ class SyntheticObjectMaps(Dataset):
         self.seed, self.split, self.size = seed, split, size
         self.image_size, self.patch_size, self.cells = image_size, patch_size, cells
         self.text_ratio, self.transform = text_ratio, transform
+        self.maps = maps  # False: pictures alone (the `bridge` stage), without painting the labels
 
     def __len__(self) -> int:
         return self.size
@@ -135,6 +137,6 @@ class SyntheticObjectMaps(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         scene = self.scene(index)
         image = render(scene)
-        item = object_maps(scene, self.patch_size, self.cells)
+        item = object_maps(scene, self.patch_size, self.cells) if self.maps else {}
         item["pixel_values"] = self.transform(image) if self.transform else image
         return item
