@@ -76,6 +76,10 @@ def test_the_bridge_needs_a_checkpoint_of_another_resolution(tmp_path, compose_t
     module, _, _ = build(same)
     with pytest.raises(ValueError, match="trained at 224 px, the stage's own image_size"):
         module.setup("fit")
+    fixed = compose_train(tmp_path, "stage=bridge", "encoder.pos_grid=8", f"stage.init_from={model_224}")
+    module, _, _ = build(fixed)
+    with pytest.raises(ValueError, match="encoder.pos_grid=8 fixes whatever the resolution"):
+        module.setup("fit")
 
 
 def test_the_bridge_needs_the_synthetic_worlds_pictures(tmp_path, compose_train):

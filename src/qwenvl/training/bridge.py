@@ -69,6 +69,12 @@ class BridgeModule(QwenVLLitModule):
                 "whose image tokens the encoder learns to give at the new resolution"
             )
         config = self.model.config
+        if config.encoder.pos_grid is not None:
+            raise ValueError(
+                f"stage={self.stage.name} reads the teacher's resolution off its position table, which "
+                f"encoder.pos_grid={config.encoder.pos_grid} fixes whatever the resolution; the bridge is "
+                "for the embedded encoder (encoder=tiny), whose table follows the patch grid"
+            )
         size = teacher_size(self.stage.init_from, config.encoder.patch_size)
         if size == config.encoder.image_size:
             raise ValueError(
