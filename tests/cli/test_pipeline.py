@@ -89,6 +89,31 @@ def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
     assert hp["multitask_224"]["stage"]["trainable"]["encoder"] is False
 
 
+def test_a_bridge_between_resolutions_chains_and_keeps_the_image_gap(tmp_path):
+    cmd = [sys.executable, "-m", "qwenvl.cli.pipeline", f"hydra.run.dir={tmp_path}", "logger=none"]
+    cmd += ["stages=[warmup,bridge,multitask]", "steps.warmup=3", "+steps.bridge=3", "steps.multitask=2"]
+    cmd += ["data.batch_size=2", "data.val.size=4", "eval.limit=4", "eval.gap_tasks=[caption]"]
+    cmd += ["eval.gap_samples=4", "eval.resamples=20", "eval.benchmarks=[synthetic_vqa]"]
+    cmd += ["eval.controls=[swapped]", "callbacks.progress=null"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    bridge = summary["stages"]["bridge"]
+    # its loss is the relative error of the image tokens; the gap shows the LLM reading them at 448 px
+    assert 0 < bridge["train/loss_first"] < 2 and "gap/caption" in bridge
+    hp = {
+        n: torch.load(tmp_path / f"{i}_{n}/checkpoints/last.ckpt", weights_only=True, map_location="cpu")
+        for i, n in ((2, "bridge"), (3, "multitask"))
+    }
+    assert hp["bridge"]["hyper_parameters"]["stage"]["image_size"] == 448
+    started = hp["multitask"]["hyper_parameters"]["stage"]["init_from"]
+    assert started.endswith("2_bridge/checkpoints/last.ckpt")
+    # the bridge left the language model as `warmup` made it
+    warm = torch.load(tmp_path / "1_warmup/checkpoints/last.ckpt", weights_only=True, map_location="cpu")
+    key = "model.llm.lm_head.weight"
+    assert torch.equal(hp["bridge"]["state_dict"][key], warm["state_dict"][key])
+
+
 def test_a_misspelt_control_fails_before_any_stage_trains(tmp_path):
     run_dir, controls = f"hydra.run.dir={tmp_path}", "eval.controls=[shuffled]"
     cmd = [sys.executable, "-m", "qwenvl.cli.pipeline", run_dir, controls]
