@@ -11,10 +11,10 @@ downloaded), so its pipeline first runs two stand-ins for those checkpoints: `ob
 encoder alone learning the synthetic world's object maps (which shape, colour and character
 covers each cell of each patch; training/object_maps.py), then `warmup`: adapter and LLM on the
 world's captions and text at 224 px (a random LLM frozen in `pretrain` barely learns to read image
-tokens). Between stage 2's 224-px and 448-px parts, `bridge` teaches the encoder at 448 px to give
-the image tokens it gave at 224 px (training/bridge.py). `lm` warms up the LLM alone on text,
-images dropped, for a pretrained encoder with a random LLM. With real weights, leave these out of
-`stages`.
+tokens). `bridge`, not in the default, can go between stage 2's 224-px and 448-px parts: the
+encoder at 448 px learns to give the image tokens it gave at 224 px (training/bridge.py). `lm`
+warms up the LLM alone on text, images dropped, for a pretrained encoder with a random LLM. With
+real weights, leave these out of `stages`.
 """
 
 from __future__ import annotations
