@@ -34,9 +34,10 @@ from qwenvl.training.init_from import POS_KEY, load_into, read_weights
 from qwenvl.training.module import QwenVLLitModule
 
 
-def teacher_size(init_from: str, patch_size: int) -> int:
-    """Pixels the checkpoint's encoder was trained at: the side of its position table x patch size."""
-    table = read_weights(init_from).get(POS_KEY)
+def teacher_size(state: dict[str, torch.Tensor], init_from: str, patch_size: int) -> int:
+    """Pixels the checkpoint's encoder was trained at (`state`: its weights, read from `init_from`):
+    the side of its position table x patch size."""
+    table = state.get(POS_KEY)
     if table is None:
         raise ValueError(f"stage.init_from={init_from}: no {POS_KEY} to tell the teacher's resolution")
     return math.isqrt(table.shape[0]) * patch_size
@@ -78,14 +79,15 @@ class BridgeModule(QwenVLLitModule):
                 f"encoder.pos_grid={config.encoder.pos_grid} fixes whatever the resolution; the bridge is "
                 "for the embedded encoder (encoder=tiny), whose table follows the patch grid"
             )
-        size = teacher_size(self.stage.init_from, config.encoder.patch_size)
+        state = read_weights(self.stage.init_from)  # read once: for the resolution, then the weights
+        size = teacher_size(state, self.stage.init_from, config.encoder.patch_size)
         if size == config.encoder.image_size:
             raise ValueError(
                 f"stage={self.stage.name}: stage.init_from={self.stage.init_from} was trained at {size} px, "
                 f"the stage's own image_size; the bridge is for a change of resolution (e.g. 224 -> 448)"
             )
         teacher = QwenVLModel(replace(config, encoder=replace(config.encoder, image_size=size)))
-        load_into(teacher, self.stage.init_from)
+        load_into(teacher, self.stage.init_from, state)
         teacher.requires_grad_(False)
         self._teacher.append(teacher.eval())
 

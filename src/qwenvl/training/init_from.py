@@ -28,9 +28,10 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")} or state
 
 
-def load_into(model: QwenVLModel, path: str | Path) -> None:
-    """Copy weights into `model`; a learned position table of another grid is bicubically resized."""
-    state = read_weights(path)
+def load_into(model: QwenVLModel, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Copy weights into `model`; a learned position table of another grid is bicubically resized.
+    `state`: the file's weights when the caller has read them already (`read_weights(path)`)."""
+    state = dict(read_weights(path) if state is None else state)  # a copy: the resize replaces a key
     own = model.state_dict()
     if POS_KEY in state and state[POS_KEY].shape != own[POS_KEY].shape:
         src, dst = math.isqrt(state[POS_KEY].shape[0]), math.isqrt(own[POS_KEY].shape[0])
