@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from qwenvl.cli.train import build, train
-from qwenvl.training.module import QwenVLLitModule
+from qwenvl.models.qwen_vl import QwenVLOutput
+from qwenvl.training.module import QwenVLLitModule, sample_losses, sample_mean_loss
 from qwenvl.training.optim import part_of
 from qwenvl.training.stages import StageConfig
 
@@ -122,3 +123,30 @@ def test_the_locate_stage_shows_grounding_on_one_shape_pictures(tmp_path, compos
     world = datamodule.train_set
     assert world.tasks == ["grounding"] and world.settings.image_size == 224
     assert {len(world[i].meta["scene"]["objects"]) for i in range(20)} == {1}
+
+
+def _two_answers():
+    """Losses [3, 4]: answers of 1 token (loss 4) and of 3 (1, 1, 1), then a row of prompt only."""
+    token_loss = torch.tensor([[4.0, 0, 0, 0], [1.0, 1.0, 1.0, 0], [0, 0, 0, 0]])
+    labels = torch.full((3, 5), -100)
+    labels[0, 1], labels[1, 1:4] = 7, 7
+    owner = torch.arange(3).unsqueeze(1).expand(3, 5)
+    return token_loss, labels, owner
+
+
+def test_the_sample_mean_weighs_each_sample_once_whatever_its_answer_length():
+    token_loss, labels, owner = _two_answers()
+    assert sample_mean_loss(token_loss, labels, owner, 3).item() == pytest.approx((4 + 1) / 2)
+    assert sample_losses(token_loss, labels, owner, 3).tolist() == [4.0, 1.0, 0.0]
+
+
+def test_a_stage_trains_on_the_loss_mean_it_names(tmp_path, compose_train):
+    with pytest.raises(ValueError, match=r"stage.loss_mean='samples'; expected one of \('token', 'sample'\)"):
+        StageConfig(loss_mean="samples")
+    token_loss, labels, owner = _two_answers()
+    out = QwenVLOutput(loss=token_loss.sum() / 4, token_loss=token_loss)  # the model's token mean, 7 / 4
+    batch = {"labels": labels, "sample_index": owner, "tasks": ["vqa", "caption", "text"]}
+    for mean, want in (("token", 7 / 4), ("sample", 5 / 2)):
+        cfg = compose_train(tmp_path, "stage=multitask", "stage.image_size=224", f"stage.loss_mean={mean}")
+        module = QwenVLLitModule(**{k: cfg[k] for k in ("encoder", "adapter", "llm", "stage")})
+        assert module.loss(out, batch).item() == pytest.approx(want)

@@ -59,9 +59,17 @@ class QwenVLLitModule(L.LightningModule):
         keys = ("input_ids", "attention_mask", "pixel_values", "labels", "position_ids")
         return self.model(**{k: batch[k] for k in keys if k in batch})
 
+    def loss(self, out, batch: dict) -> torch.Tensor:
+        """The stage's objective: the model's mean over answer tokens, or over samples' own means."""
+        if self.stage.loss_mean == "sample":
+            return sample_mean_loss(
+                out.token_loss, batch["labels"], batch["sample_index"], len(batch["tasks"])
+            )
+        return out.loss
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         out = self(batch)
-        loss, n = out.loss, len(batch["tasks"])
+        loss, n = self.loss(out, batch), len(batch["tasks"])
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         self._log_per_task("train", out, batch)
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
@@ -71,7 +79,9 @@ class QwenVLLitModule(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self(batch)
-        self.log("val/loss", out.loss, prog_bar=True, batch_size=len(batch["tasks"]), sync_dist=True)
+        self.log(
+            "val/loss", self.loss(out, batch), prog_bar=True, batch_size=len(batch["tasks"]), sync_dist=True
+        )
         self._log_per_task("val", out, batch)
 
     def _log_per_task(self, split: str, out, batch: dict) -> None:
@@ -127,8 +137,25 @@ def sample_losses(
     token_loss: torch.Tensor, labels: torch.Tensor, owner: torch.Tensor, n: int
 ) -> torch.Tensor:
     """Mean next-token loss of each sample [n], from per-position losses [B, T-1] and labels/owners [B, T]."""
+    total, count = _per_sample_sums(token_loss, labels, owner, n)
+    return total / count.clamp(min=1)
+
+
+def sample_mean_loss(
+    token_loss: torch.Tensor, labels: torch.Tensor, owner: torch.Tensor, n: int
+) -> torch.Tensor:
+    """The mean over samples of each sample's mean token loss (samples without answer tokens left out)."""
+    total, count = _per_sample_sums(token_loss, labels, owner, n)
+    answered = count > 0
+    return (total[answered] / count[answered]).sum() / answered.sum().clamp(min=1)
+
+
+def _per_sample_sums(
+    token_loss: torch.Tensor, labels: torch.Tensor, owner: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each sample's summed token loss and its number of answer tokens, both [n]."""
     valid = (labels[:, 1:] != -100) & (owner[:, 1:] >= 0)
     idx = owner[:, 1:][valid]
     total = torch.zeros(n, device=token_loss.device).index_add_(0, idx, token_loss[valid].float())
     count = torch.zeros(n, device=token_loss.device).index_add_(0, idx, torch.ones_like(total[idx]))
-    return total / count.clamp(min=1)
+    return total, count

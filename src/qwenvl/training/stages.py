@@ -25,6 +25,7 @@ from torch import nn
 
 PARTS = ("encoder", "adapter", "llm")
 OBJECTIVES = ("lm", "object_maps", "image_tokens")
+LOSS_MEANS = ("token", "sample")
 
 
 @dataclass
@@ -55,6 +56,11 @@ class StageConfig:
     # `image_tokens`: encoder and adapter at a new resolution giving the image tokens the
     # `init_from` model gives at its own (`bridge`; training/bridge.py).
     objective: str = "lm"
+    # How the `lm` loss is averaged over a batch: `token`, over every answer token, so long answers
+    # weigh more (in `multitask`, grounded captions of ~74 tokens are 8 % of the samples and 46 % of
+    # the answer tokens; a VQA answer is ~2.5 tokens), or `sample`, each sample's own mean first, so
+    # that a task's share of the gradient is its share of the samples (`task_weights`).
+    loss_mean: str = "token"
 
     def __post_init__(self) -> None:
         for key in ("trainable", "lr_scale"):  # per-part settings: a misspelt part fails here
@@ -63,6 +69,8 @@ class StageConfig:
                 raise ValueError(f"stage.{key} has unknown parts {sorted(unknown)}; parts are {PARTS}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"stage.objective={self.objective!r}; expected one of {OBJECTIVES}")
+        if self.loss_mean not in LOSS_MEANS:
+            raise ValueError(f"stage.loss_mean={self.loss_mean!r}; expected one of {LOSS_MEANS}")
         self.trainable = {p: bool(self.trainable.get(p, True)) for p in PARTS}
         self.lr_scale = {p: float(v) for p, v in self.lr_scale.items()}
         self.betas = tuple(self.betas)
