@@ -35,6 +35,24 @@ def test_every_experiment_composes(name):
         OmegaConf.to_container(cfg.stage, resolve=True)
 
 
+def _pipeline_plan(overrides):
+    cfg = _compose("pipeline", overrides)
+    return {k: OmegaConf.to_container(cfg[k]) for k in ("stages", "steps", "per_stage")} | {
+        "adapter": cfg.adapter.num_queries,
+        "batch_size": cfg.data.batch_size,
+    }
+
+
+def test_pipeline_tiny_is_the_default_and_pipeline_long_triples_its_steps():
+    default = _pipeline_plan([])
+    assert _pipeline_plan(["experiment=pipeline_tiny"]) == default
+    long = _pipeline_plan(["experiment=pipeline_long"])
+    # the long run's documented figures are the default's recipe at three times the steps
+    assert long["steps"] == {stage: 3 * n for stage, n in default["steps"].items()}
+    long.pop("steps"), default.pop("steps")
+    assert long == default
+
+
 FULL = {
     "qwen_vl_stage1": {"encoder": True, "adapter": True, "llm": False},
     "qwen_vl_stage2": {"encoder": True, "adapter": True, "llm": True},
