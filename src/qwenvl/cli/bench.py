@@ -92,7 +92,7 @@ def build(cfg: DictConfig, tokenizer: QwenVLTokenizer, device: torch.device | st
 
 def trainable_stage(cfg: DictConfig) -> StageConfig:
     stage = OmegaConf.to_container(cfg.stage, resolve=True)
-    return StageConfig(**{k: v for k, v in stage.items() if k != "_target_"})
+    return StageConfig.from_mapping(stage)
 
 
 def synthetic_batch(

@@ -24,7 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from qwenvl.evaluation.benchmark import load_benchmark
+from qwenvl.evaluation.benchmark import check_benchmarks, load_benchmark
 from qwenvl.evaluation.controls import check_control, sample_under
 from qwenvl.evaluation.gallery import write_gallery
 from qwenvl.evaluation.load import load_for_eval
@@ -56,6 +56,7 @@ def evaluate(
     (0: none). `control` shows other pictures (`qwenvl.evaluation.controls`: grey or swapped);
     `blind=True` is short for `control="grey"`."""
     control = _control(control, blind)
+    check_benchmarks(benchmarks, BENCH_DIR)
     torch.manual_seed(0)
     rank = _init_distributed()
     model, processor = load_for_eval(ckpt)

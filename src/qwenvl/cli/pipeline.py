@@ -34,15 +34,22 @@ from typing import NamedTuple
 import hydra
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from qwenvl.cli.train import draw_losses, train
+from qwenvl.data.sample import TASKS
 from qwenvl.paths import CONF_DIR
 from qwenvl.training.stage_record import read_record, write_record
-from qwenvl.training.stages import objective
+from qwenvl.training.stages import StageConfig, objective
 
 log = logging.getLogger(__name__)
 PIPELINE_KEYS = ("stages", "steps", "per_stage", "hydra", "out_dir", "eval")
+# Set by the pipeline for each stage; an override of them would be silently replaced.
+SET_PER_STAGE = {
+    "stage": "stages=[...]",
+    "max_steps": "steps.<stage>=N",
+    "paths.output_dir": "hydra.run.dir=DIR",
+}
 
 
 def stage_dir(cfg: DictConfig, i: int, stage: str) -> Path:
@@ -108,6 +115,7 @@ def main(cfg: DictConfig) -> None:
 
     for control in cfg.eval.controls:  # a misspelt control fails now, not after the training
         check_control(control)
+    check_eval(cfg.eval)
     user = list(HydraConfig.get().overrides.task)
     check_stages(cfg, user)
     out = Path(cfg.out_dir)
@@ -158,6 +166,12 @@ def check_stages(cfg: DictConfig, user: list[str]) -> None:
     each is composed again when it runs, with the checkpoint it starts from."""
     options = stage_options()
     per_stage = cfg.get("per_stage") or {}
+    for override in [*user, *(o for items in per_stage.values() for o in items)]:
+        key = str(override).lstrip("+~").split("=")[0]
+        if key in SET_PER_STAGE:
+            raise ValueError(
+                f"{override!r}: the pipeline sets {key} for each stage; use {SET_PER_STAGE[key]} instead"
+            )
     unknown = [s for s in per_stage if s not in options]
     if unknown:
         raise ValueError(f"per_stage names {unknown}, which are no stage; the stages: {options}")
@@ -171,7 +185,27 @@ def check_stages(cfg: DictConfig, user: list[str]) -> None:
             raise ValueError(f"stages names {stage!r}, which is no stage; the stages: {options}")
         if stage not in cfg.steps:
             raise ValueError(f"stage {stage!r} has no step count; give it one: +steps.{stage}=N")
-        compose(config_name="pipeline", overrides=stage_overrides(cfg, user, i, stage, None))
+        steps = cfg.steps[stage]
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(
+                f"steps.{stage}={steps!r}; a stage trains at least 1 step (or leave it out of stages)"
+            )
+        composed = compose(config_name="pipeline", overrides=stage_overrides(cfg, user, i, stage, None))
+        try:  # the values too (types, options), not only the keys
+            StageConfig.from_mapping(OmegaConf.to_container(composed.stage, resolve=True))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"stage {i} ({stage}): {e}") from e
+
+
+def check_eval(cfg: DictConfig) -> None:
+    """The final evaluation's benchmarks and the image gap's tasks, before any stage trains."""
+    from qwenvl.cli.eval import BENCH_DIR
+    from qwenvl.evaluation.benchmark import check_benchmarks
+
+    check_benchmarks(list(cfg.benchmarks or []), BENCH_DIR)
+    unknown = [t for t in cfg.get("gap_tasks") or [] if t not in TASKS]
+    if unknown:
+        raise ValueError(f"eval.gap_tasks names {unknown}, which are no task; the tasks: {TASKS}")
 
 
 def run_stage(cfg: DictConfig, overrides: list[str], i: int, stage: str) -> dict:

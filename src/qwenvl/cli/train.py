@@ -149,11 +149,30 @@ def write_results(cfg: DictConfig, metrics: dict, overrides: list[str]) -> dict:
     return results
 
 
+def check_evaluation(cfg: DictConfig) -> None:
+    """`evaluate.benchmarks` and `optimize` checked before training: a misspelt benchmark would
+    fail only after the run, a misspelt `optimize` would hand a sweeper nothing to optimize."""
+    from qwenvl.cli.eval import BENCH_DIR
+    from qwenvl.evaluation.benchmark import check_benchmarks
+
+    benchmarks = list(cfg.evaluate.benchmarks or [])
+    check_benchmarks(benchmarks, BENCH_DIR)
+    if not cfg.get("optimize"):
+        return
+    bench, slash, metric = cfg.optimize.partition("/")
+    if not (slash and metric and (bench == "val" or bench.endswith("@val") or bench in benchmarks)):
+        raise ValueError(
+            f"optimize={cfg.optimize!r}: expected `val/<metric>` or `<benchmark>/<metric>` with the "
+            f"benchmark among evaluate.benchmarks {benchmarks}"
+        )
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Returns the metric named by `optimize` (for sweepers such as optuna)."""
     from hydra.core.hydra_config import HydraConfig
 
+    check_evaluation(cfg)
     metrics = train(cfg)
     results = write_results(cfg, metrics, list(HydraConfig.get().overrides.task))
     if rank_zero_only.rank == 0:  # one picture per run, not one per process

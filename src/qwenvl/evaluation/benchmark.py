@@ -49,6 +49,17 @@ def postprocess(text: str, how: str) -> str:
     raise ValueError(f"unknown postprocess {how!r}; expected none, strip or first_line")
 
 
+def check_benchmarks(names, directory) -> None:
+    """Every name a benchmark file in `directory`: a misspelt one fails before any work, not after
+    the training or the benchmarks before it."""
+    from pathlib import Path
+
+    known = sorted(p.stem for p in Path(directory).glob("*.yaml"))
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"no benchmark {unknown} in {directory}; known: {known}")
+
+
 def load_benchmark(name: str, directory, **variables) -> Benchmark:
     """`evaluation/benchmarks/<name>.yaml` -> Benchmark; `variables` fill `${...}` (image_size, data_root)."""
     from pathlib import Path

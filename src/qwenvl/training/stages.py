@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from qwenvl.data.sample import TASKS
+
 PARTS = ("encoder", "adapter", "llm")
 OBJECTIVES = ("lm", "object_maps", "image_tokens")
 LOSS_MEANS = ("token", "sample")
+FORMATS = ("plain", "chatml")  # the training prompt formats (data/templates.py)
 
 
 @dataclass
@@ -62,6 +65,11 @@ class StageConfig:
     # that a task's share of the gradient is its share of the samples (`task_weights`).
     loss_mean: str = "token"
 
+    @classmethod
+    def from_mapping(cls, stage) -> StageConfig:
+        """From a stage config mapping (a composed `stage` node as a dict), its `_target_` aside."""
+        return cls(**{k: v for k, v in stage.items() if k != "_target_"})
+
     def __post_init__(self) -> None:
         for key in ("trainable", "lr_scale"):  # per-part settings: a misspelt part fails here
             unknown = set(getattr(self, key)) - set(PARTS)
@@ -71,9 +79,48 @@ class StageConfig:
             raise ValueError(f"stage.objective={self.objective!r}; expected one of {OBJECTIVES}")
         if self.loss_mean not in LOSS_MEANS:
             raise ValueError(f"stage.loss_mean={self.loss_mean!r}; expected one of {LOSS_MEANS}")
-        self.trainable = {p: bool(self.trainable.get(p, True)) for p in PARTS}
+        if self.fmt not in FORMATS:
+            raise ValueError(f"stage.fmt={self.fmt!r}; expected one of {FORMATS}")
+        self.trainable = {p: self.trainable.get(p, True) for p in PARTS}
+        self._check_values()
         self.lr_scale = {p: float(v) for p, v in self.lr_scale.items()}
         self.betas = tuple(self.betas)
+
+    def _check_values(self) -> None:
+        """Types and ranges, so that a misspelt value fails when the stage is built: `bool("flase")`
+        is True, and a part meant to be frozen would train."""
+        flags = {f"trainable.{p}": v for p, v in self.trainable.items()} | {"text_only": self.text_only}
+        for key, v in flags.items():
+            if not isinstance(v, bool):
+                raise ValueError(f"stage.{key}={v!r}; expected true or false")
+        numbers = {"lr": self.lr, "min_lr_ratio": self.min_lr_ratio, "weight_decay": self.weight_decay}
+        numbers |= {f"lr_scale.{p}": v for p, v in self.lr_scale.items()}
+        numbers |= {f"betas[{i}]": v for i, v in enumerate(self.betas)}
+        for key, v in numbers.items():
+            if not _is_number(v) or v < 0:
+                raise ValueError(f"stage.{key}={v!r}; expected a number >= 0")
+        for key, low in (("image_size", 1), ("warmup_steps", 0)):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"stage.{key}={v!r}; expected a whole number >= {low}")
+        if self.tasks is not None:
+            unknown = [t for t in self.tasks if t not in TASKS]
+            if not self.tasks or unknown:
+                raise ValueError(
+                    f"stage.tasks has unknown or no tasks {unknown or self.tasks}; the tasks: {TASKS}"
+                )
+        if self.task_weights is not None:
+            if not all(_is_number(w) and w >= 0 for w in self.task_weights):
+                raise ValueError(f"stage.task_weights={self.task_weights!r}; expected numbers >= 0")
+            if len(self.task_weights) != len(self.tasks or TASKS):
+                raise ValueError(
+                    f"stage.task_weights has {len(self.task_weights)} weights for "
+                    f"{len(self.tasks or TASKS)} tasks ({list(self.tasks or TASKS)}); give one per task"
+                )
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def apply_freezing(model: nn.Module, stage: StageConfig) -> dict[str, int]:

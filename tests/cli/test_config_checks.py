@@ -1,0 +1,119 @@
+"""A misspelt value fails before any work, naming what was wrong and what is valid."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from qwenvl.cli import pipeline as pipeline_cli
+from qwenvl.cli.eval import evaluate
+from qwenvl.cli.train import check_evaluation
+from qwenvl.paths import CONF_DIR
+from qwenvl.training.stages import StageConfig
+
+
+@pytest.fixture
+def hydra_conf():
+    """Compose configs (and let the pipeline's checks compose theirs) as the entry points do."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield lambda name, overrides=(): compose(config_name=name, overrides=list(overrides))
+
+
+@pytest.mark.parametrize(
+    "field, message",
+    [
+        (
+            {"trainable": {"encoder": True, "adapter": True, "llm": "flase"}},
+            "stage.trainable.llm='flase'; expected true",
+        ),
+        ({"text_only": "no"}, "stage.text_only='no'; expected true or false"),
+        ({"fmt": "chatm"}, "stage.fmt='chatm'; expected one of ('plain', 'chatml')"),
+        ({"image_size": "448px"}, "stage.image_size='448px'; expected a whole number >= 1"),
+        ({"lr": "fast"}, "stage.lr='fast'; expected a number >= 0"),
+        ({"tasks": ["vqa", "groundng"]}, "unknown or no tasks ['groundng']; the tasks: ("),
+        ({"tasks": ["vqa", "ocr"], "task_weights": [1.0]}, "1 weights for 2 tasks (['vqa', 'ocr'])"),
+    ],
+)
+def test_a_wrong_stage_value_is_refused_naming_it(field, message):
+    # bool("flase") is True: unchecked, a part meant to be frozen would train
+    with pytest.raises(ValueError) as e:
+        StageConfig(**field)
+    assert message in str(e.value)
+
+
+def test_every_stage_file_builds():
+    from qwenvl.cli.pipeline import stage_options
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        for stage in stage_options():
+            cfg = compose(config_name="train", overrides=[f"stage={stage}"])
+            assert StageConfig.from_mapping(cfg.stage).name == stage
+
+
+def _check_pipeline(conf, overrides):
+    overrides = [
+        *overrides,
+        "out_dir=/nonexistent",
+    ]  # out_dir is Hydra's run dir otherwise; nothing is written
+    pipeline_cli.check_stages(conf("pipeline", overrides), overrides)
+
+
+def test_a_wrong_value_for_a_late_stage_fails_before_the_first_trains(hydra_conf):
+    bad = "per_stage.multitask=['stage.lr_scale.encoder=0.1','stage.loss_mean=samples']"
+    with pytest.raises(ValueError, match=r"stage 5 \(multitask\): stage.loss_mean='samples'"):
+        _check_pipeline(hydra_conf, [bad])
+    _check_pipeline(hydra_conf, ["per_stage.multitask=['stage.loss_mean=sample']"])  # the right one passes
+
+
+@pytest.mark.parametrize(
+    "override, use",
+    [("max_steps=5", "steps.<stage>=N"), ("+per_stage.sft=['max_steps=10']", "steps.<stage>=N"),
+     ("stage=sft", "stages=[...]")],
+)  # fmt: skip
+def test_what_the_pipeline_sets_per_stage_cannot_be_overridden_silently(hydra_conf, override, use):
+    with pytest.raises(
+        ValueError, match="the pipeline sets .* for each stage; use " + use.replace("[", r"\[")
+    ):
+        _check_pipeline(hydra_conf, [override])
+
+
+def test_a_stage_without_steps_is_refused(hydra_conf):
+    with pytest.raises(ValueError, match=r"steps.pretrain=0; a stage trains at least 1 step"):
+        _check_pipeline(hydra_conf, ["steps.pretrain=0"])
+
+
+def test_the_pipelines_benchmarks_and_gap_tasks_are_checked_first(hydra_conf):
+    with pytest.raises(
+        ValueError, match=r"no benchmark \['synthetic_vqaa'\] in .*known: \[.*'synthetic_vqa'"
+    ):
+        pipeline_cli.check_eval(
+            hydra_conf("pipeline", ["eval.benchmarks=[synthetic_vqa,synthetic_vqaa]"]).eval
+        )
+    with pytest.raises(ValueError, match=r"eval.gap_tasks names \['vqaa'\], which are no task"):
+        pipeline_cli.check_eval(hydra_conf("pipeline", ["eval.gap_tasks=[caption,vqaa]"]).eval)
+    pipeline_cli.check_eval(hydra_conf("pipeline").eval)
+
+
+def test_train_checks_its_benchmarks_and_optimize_before_training(hydra_conf):
+    with pytest.raises(ValueError, match=r"no benchmark \['synthetic_vqaa'\]"):
+        check_evaluation(hydra_conf("train", ["evaluate.benchmarks=[synthetic_vqaa]"]))
+    with pytest.raises(
+        ValueError, match=r"optimize='synthetic_ocr/acc': expected .* among evaluate.benchmarks"
+    ):
+        check_evaluation(
+            hydra_conf("train", ["evaluate.benchmarks=[synthetic_vqa]", "optimize=synthetic_ocr/acc"])
+        )
+    check_evaluation(
+        hydra_conf("train", ["evaluate.benchmarks=[synthetic_vqa]", "optimize=synthetic_vqa/acc"])
+    )
+    check_evaluation(hydra_conf("train"))  # val/loss
+
+
+def test_eval_checks_every_benchmark_before_loading_the_checkpoint(tmp_path):
+    # the checkpoint does not exist: were it loaded first, that error would come instead
+    with pytest.raises(ValueError, match=r"no benchmark \['synthetic_vqaa'\]"):
+        evaluate(str(tmp_path / "missing.ckpt"), ["synthetic_vqa", "synthetic_vqaa"], tmp_path)
+
+
+def test_an_experiment_wins_over_the_search_it_runs_under(hydra_conf):
+    cfg = hydra_conf("train", ["hparams_search=optuna", "experiment=ablation_llm_frozen"])
+    assert cfg.optimize == "synthetic_caption/cider"
+    assert cfg.evaluate.limit == 100 and "synthetic_caption" in cfg.evaluate.benchmarks
