@@ -1,6 +1,7 @@
 """The training-step FLOP model: a case worked by hand, and agreement with PyTorch's FLOP counter."""
 
 import pytest
+import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -104,3 +105,25 @@ def test_model_flops_match_pytorchs_counter(stage, adapter, stem):
         model(**batch).loss.backward()
     assert counter.get_total_flops() == flops.total + 3 * flops["llm"].attention
     assert (flops["encoder"].backward == 0) == (stage == "sft")
+
+
+def test_model_flops_count_the_batchs_images_not_its_rows():
+    """Two pictures a row: the encoder and adapter run on 4 images, the LLM on 2 rows."""
+    trainable = STAGES["multitask"]
+    model = _tiny(ResamplerConfig(num_queries=4), trainable)
+    rows, text = 2, 12
+    batch = synthetic_batch(model, QwenVLTokenizer.default(), rows, text, seed=0)
+    span = model.image_tokens + 2  # <img>, Q pads, </img>
+    ids = torch.cat([batch["input_ids"][:, :span], batch["input_ids"]], dim=1)
+    labels = torch.cat([torch.full((rows, span), -100), batch["labels"]], dim=1)
+    pixels = torch.cat([batch["pixel_values"], torch.randn_like(batch["pixel_values"])])
+    flops = model_step_flops(model, rows, ids.shape[1], text - 2, trainable, images=4)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        model(
+            input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, pixel_values=pixels
+        ).loss.backward()
+    assert counter.get_total_flops() == flops.total + 3 * flops["llm"].attention
+    assert flops["encoder"] == model_step_flops(model, 4, ids.shape[1], text - 2, trainable)["encoder"]
+    text_only = model_step_flops(model, rows, ids.shape[1], text - 2, trainable, images=0)
+    assert text_only["encoder"].forward == text_only["adapter"].forward == 0
+    assert text_only["llm"] == flops["llm"]

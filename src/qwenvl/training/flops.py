@@ -201,22 +201,24 @@ def step_flops(forwards: dict[str, tuple[float, ...]], trainable: dict[str, bool
 
 
 def model_step_flops(
-    model, batch: int, seq_len: int, supervised: int, trainable: dict[str, bool]
+    model, batch: int, seq_len: int, supervised: int, trainable: dict[str, bool], images: int | None = None
 ) -> StepFlops:
     """FLOPs of one training step of a built `QwenVLModel` (meta-device models work).
 
-    Each row holds one image; `seq_len` counts all LLM positions (image tokens included),
-    `supervised` the positions per row whose next token is a target.
+    `batch` rows of `seq_len` LLM positions each (image tokens included), `supervised` the
+    positions per row whose next token is a target; `images` the pictures the encoder and adapter
+    see in the step (default: one per row; a packed or text-only batch has more or fewer).
     """
+    images = batch if images is None else images
     enc = model.config.encoder
     patches = enc.grid**2
     mlp_hidden = int(enc.width * enc.mlp_ratio)  # as open_clip sizes its MLP
     adapter = model.adapter.config
     if hasattr(adapter, "num_queries"):
-        adapter_fwd = resampler_forward(batch, patches, adapter.num_queries, adapter.kv_width, adapter.width)
+        adapter_fwd = resampler_forward(images, patches, adapter.num_queries, adapter.kv_width, adapter.width)
     else:
         hidden = adapter.hidden or adapter.width
-        adapter_fwd = mlp_projector_forward(batch, patches, adapter.kv_width, hidden, adapter.width)
+        adapter_fwd = mlp_projector_forward(images, patches, adapter.kv_width, hidden, adapter.width)
     hf = model.llm.config
     head_dim = getattr(hf, "head_dim", None) or hf.hidden_size // hf.num_attention_heads
     vocab = model.llm.get_output_embeddings().weight.shape[0]
@@ -226,7 +228,7 @@ def model_step_flops(
     )  # fmt: skip
     forwards = {
         "encoder": encoder_forward(
-            batch, patches, enc.width, enc.layers, mlp_hidden, enc.patch_size, enc.stem
+            images, patches, enc.width, enc.layers, mlp_hidden, enc.patch_size, enc.stem
         ),
         "adapter": adapter_fwd,
         "llm": llm_fwd,

@@ -1,24 +1,33 @@
 """QwenVLLitModule: one training stage of a QwenVLModel as a LightningModule.
 
 The model is composed from the `encoder`/`adapter`/`llm` config groups; the stage declares which
-parts learn (see stages.py). Validation reports the loss overall and per task.
+parts learn (see stages.py). Training and validation report the loss overall and per task, and
+training the learning rate of each part.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import warnings
+from collections.abc import Sequence
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
+from torch import nn
 
+from qwenvl.data.sample import TASKS
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.processor import QwenVLProcessor
 from qwenvl.tokenizer import QwenVLTokenizer
 from qwenvl.training import init_from
-from qwenvl.training.optim import build_optimizer
+from qwenvl.training.optim import build_optimizer, part_of
 from qwenvl.training.parallel import enable_activation_checkpointing, shard_fsdp2
 from qwenvl.training.stages import StageConfig, apply_freezing
+
+# `val/loss_<task>` is summed over ranks by hand (on_validation_epoch_end) and logged unsynced, the
+# same value on every rank; Lightning cannot know that and would advise `sync_dist=True`.
+warnings.filterwarnings("ignore", r".*self\.log\('val/loss_", PossibleUserWarning)
 
 
 class QwenVLLitModule(L.LightningModule):
@@ -35,7 +44,7 @@ class QwenVLLitModule(L.LightningModule):
         super().__init__()
         # Plain containers only, so checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters()
-        self.stage = StageConfig(**{k: v for k, v in stage.items() if k != "_target_"})
+        self.stage = StageConfig.from_mapping(stage)
         self.tokenizer = (
             QwenVLTokenizer.from_pretrained(tokenizer) if tokenizer else QwenVLTokenizer.default()
         )
@@ -50,6 +59,10 @@ class QwenVLLitModule(L.LightningModule):
         self.parallel = dict(parallel or {})
         if self.parallel.get("activation_checkpointing"):
             enable_activation_checkpointing(self.model)
+        self._train_tasks: torch.Tensor | None = None  # task_totals since the last logging step
+        self._train_tasks_step = 0  # the global_step they were last written at
+        self._val_tasks: torch.Tensor | None = None  # task_totals of this validation so far
+        self._part_groups: dict[str, int] = {}  # part -> optimizer group (on_train_start)
 
     def datamodule(self, cfg) -> L.LightningDataModule:
         """The stage's data from the composed run config: `data`, with this model's processor."""
@@ -71,31 +84,66 @@ class QwenVLLitModule(L.LightningModule):
         out = self(batch)
         loss, n = self.loss(out, batch), len(batch["tasks"])
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
-        self._log_per_task("train", out, batch)
+        totals = self._task_totals(out, batch)
+        self._train_tasks = totals if self._train_tasks is None else self._train_tasks + totals
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=n)
         if "packing_efficiency" in batch:
             self.log("train/packing_efficiency", batch["packing_efficiency"], batch_size=n)
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # `lr/<part>`: the rates this update uses, as `lr` (the scheduler steps before the batch
+        # ends). A hook, not training_step, so that the stages with their own steps log them too.
+        for part, i in self._part_groups.items():
+            self.log(f"lr/{part}", optimizer.param_groups[i]["lr"])
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self._log_train_tasks()
+
+    def _log_train_tasks(self) -> None:
+        """`train/loss_<task>`: the mean loss of the task's samples since the last logging step.
+
+        Written to the loggers directly, only for the tasks seen: `self.log` would repeat a task's
+        last value at every later step that lacks the task. Local to each rank (rank 0's is written),
+        as a sync every step costs time. Runs when Lightning writes its own step metrics, under its
+        step, which counts the optimizer steps before this one (global_step counts this one too).
+        """
+        step, every = self.trainer.global_step, self.trainer.log_every_n_steps
+        if not every or step % every or step == self._train_tasks_step:
+            return  # not a logging step, or no optimizer step since the last (gradient accumulation)
+        totals, self._train_tasks, self._train_tasks_step = self._train_tasks, None, step
+        if totals is None:  # a subclass's own training_step keeps no per-task totals
+            return
+        metrics = {f"train/loss_{task}": loss for task, loss in task_means(totals).items()}
+        for logger in self.loggers:  # rank-zero-only methods: the other ranks write nothing
+            logger.log_metrics(metrics, step=step - 1)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self(batch)
         self.log(
             "val/loss", self.loss(out, batch), prog_bar=True, batch_size=len(batch["tasks"]), sync_dist=True
         )
-        self._log_per_task("val", out, batch)
+        self._val_tasks += self._task_totals(out, batch)
 
-    def _log_per_task(self, split: str, out, batch: dict) -> None:
-        """`<split>/loss_<task>`: the mean loss of the samples of each task in this batch."""
+    def on_validation_epoch_start(self) -> None:
+        self._val_tasks = torch.zeros(2, len(TASKS), device=self.device)
+
+    def on_validation_epoch_end(self) -> None:
+        """`val/loss_<task>`: the mean loss of the task's samples over the whole validation set.
+
+        Which tasks a rank met, and in what order, depends on its batches, so per-key syncs
+        could pair different tasks across ranks (or wait forever). One all-reduce of a tensor over
+        all of TASKS instead: every rank then holds the same totals and logs the same keys.
+        """
+        totals = self.trainer.strategy.reduce(self._val_tasks, reduce_op="sum")  # as is on one process
+        for task, loss in task_means(totals).items():
+            self.log(f"val/loss_{task}", loss)
+
+    def _task_totals(self, out, batch: dict) -> torch.Tensor:
+        """Per-task loss sums and sample counts of this batch [2, len(TASKS)] (see task_totals)."""
         owner, n = batch["sample_index"], len(batch["tasks"])
         per_sample = sample_losses(out.token_loss.detach(), batch["labels"], owner, n)
-        by_task = defaultdict(list)
-        for task, value in zip(batch["tasks"], per_sample, strict=True):
-            by_task[task].append(value)
-        sync = split == "val"  # per-step training logs stay local: a sync every step costs time
-        for task, values in by_task.items():
-            self.log(
-                f"{split}/loss_{task}", torch.stack(values).mean(), batch_size=len(values), sync_dist=sync
-            )
+        return task_totals(per_sample, batch["tasks"])
 
     def configure_model(self) -> None:
         """FSDP2 under ModelParallelStrategy: shard each encoder block and LLM layer, then the root."""
@@ -117,6 +165,8 @@ class QwenVLLitModule(L.LightningModule):
         self._resume_batches = progress.get("current", {}).get("processed", 0)
 
     def on_train_start(self) -> None:
+        self._part_groups = part_groups(self, self.trainer.optimizers[0])  # for lr/<part>
+        self._train_tasks_step = self.trainer.global_step  # logged before a resume, if at all
         # A resumed epoch continues where the interrupted one stopped, not from its first batch.
         # (Lightning skips on_train_epoch_start when it restarts mid-epoch, so this runs here.)
         done, self._resume_batches = getattr(self, "_resume_batches", 0), 0
@@ -131,6 +181,40 @@ class QwenVLLitModule(L.LightningModule):
             self, s.lr, s.weight_decay, s.betas, s.warmup_steps, self.max_steps, s.min_lr_ratio, s.lr_scale
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def task_totals(per_sample: torch.Tensor, tasks: Sequence[str]) -> torch.Tensor:
+    """[2, len(TASKS)]: the summed losses (row 0) and the number (row 1) of the samples of each task.
+
+    `per_sample` [n]: each sample's mean token loss, as `sample_losses` gives it; `tasks`: the n
+    samples' tasks. A fixed size and order, so totals add up across batches and ranks.
+    """
+    idx = torch.tensor([TASKS.index(t) for t in tasks], device=per_sample.device)
+    totals = torch.zeros(2, len(TASKS), device=per_sample.device)
+    totals[0].index_add_(0, idx, per_sample.float())
+    totals[1].index_add_(0, idx, torch.ones_like(totals[1, idx]))
+    return totals
+
+
+def task_means(totals: torch.Tensor) -> dict[str, torch.Tensor]:
+    """{task: mean loss of its samples} from `task_totals` [2, len(TASKS)], for the tasks seen."""
+    counts = totals[1].tolist()  # one device sync, not one per task
+    return {t: totals[0, i] / counts[i] for i, t in enumerate(TASKS) if counts[i] > 0}
+
+
+def part_groups(module: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
+    """{part: index of an optimizer group holding its parameters}, for the parts that train.
+
+    Groups are keyed by rate, not by part (optim.param_groups), so a part is found by its
+    parameters; its decay and no-decay groups share one rate, so either serves.
+    """
+    group_of = {id(p): i for i, g in enumerate(optimizer.param_groups) for p in g["params"]}
+    groups: dict[str, int] = {}
+    for name, p in module.named_parameters():
+        part = part_of(name)
+        if part is not None and part not in groups and id(p) in group_of:
+            groups[part] = group_of[id(p)]
+    return groups
 
 
 def sample_losses(
