@@ -5,6 +5,8 @@ import signal
 import pytest
 import torch
 
+from qwenvl.cli.train import PREEMPTED_EXIT
+
 STEPS = 12
 COMMON = [
     "logger=none",
@@ -64,6 +66,6 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path, train, wait_for_ste
     # could still be setting up, and the default handler ended the process without a checkpoint.
     wait_for_step(out, 50, proc)
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=120)
+    assert proc.wait(timeout=120) == PREEMPTED_EXIT  # pre-empted is no success to a scheduler or `&&`
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert 50 < ckpt["global_step"] < 100  # saved on the signal, between two periodic checkpoints

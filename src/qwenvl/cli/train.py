@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from pathlib import Path
 
 import hydra
@@ -17,6 +18,7 @@ import lightning as L
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from qwenvl.paths import CONF_DIR
@@ -27,6 +29,7 @@ from qwenvl.training.module import QwenVLLitModule
 from qwenvl.training.stages import module_class
 
 log = logging.getLogger(__name__)
+PREEMPTED_EXIT = 128 + signal.SIGTERM  # 143: the exit code of a run stopped by SIGTERM
 
 
 def _container(node) -> dict:
@@ -71,6 +74,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt(cfg))
+    except SIGTERMException as e:  # pre-empted: a SystemExit with no code, which would exit 0
+        raise _preempted(cfg, trainer) from e
     finally:
         _finish_wandb()  # a multirun must not fold its jobs into one W&B run
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
@@ -81,6 +86,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
         write_losses(cfg.paths.output_dir, cfg.stage.name, history.losses)
     metrics["checkpoint"] = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
     return metrics
+
+
+def _preempted(cfg: DictConfig, trainer: L.Trainer) -> SystemExit:
+    """The exit of a run stopped by SIGTERM: code 143 (128 + SIGTERM, what a shell reports for a job
+    the signal ended), so schedulers, `&&` chains and qwenvl-pipeline see it did not finish; its
+    last.ckpt (PreemptionCheckpoint) is where `ckpt_path=last` resumes it."""
+    log.warning(
+        "stopped by SIGTERM at step %d of %d; resume with ckpt_path=last hydra.run.dir=%s",
+        trainer.global_step,
+        cfg.max_steps,
+        cfg.paths.output_dir,
+    )
+    return SystemExit(PREEMPTED_EXIT)
 
 
 def draw_losses(runs: list[tuple[str, str | Path]], path: Path, title: str = "") -> None:

@@ -16,16 +16,59 @@ log = logging.getLogger(__name__)
 POS_KEY = "encoder.positional_embedding"
 
 
+# What every error below ends with: the inputs `stage.init_from` takes.
+TAKES = "pass the previous stage's checkpoints/last.ckpt (a Lightning .ckpt) or a save_pretrained directory"
+# What to do when a checkpoint is of another model: the fix is in the config, not the file.
+SAME_MODEL = (
+    "Give this stage the encoder, adapter and llm settings of the run that wrote the checkpoint (its "
+    ".hydra/overrides.yaml, or a pipeline stage's stage.json, lists them), or pass a checkpoint of a "
+    "model with this stage's settings"
+)
+
+
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """Model weights from a Lightning .ckpt (read with weights_only=True) or a save_pretrained dir."""
+    """Model weights from a Lightning .ckpt (read with weights_only=True), a save_pretrained dir or its
+    model.safetensors. Errors name the file, what is wrong with it, and what to pass instead."""
     path = Path(path)
     if path.is_dir():
-        return load_file(str(path / WEIGHTS_FILE))
+        return _read_dir(path)
     if not path.is_file():
-        raise FileNotFoundError(f"stage.init_from={path}: no such checkpoint file or directory")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    state = ckpt.get("state_dict", ckpt)
+        raise FileNotFoundError(f"stage.init_from={path}: no such checkpoint file or directory; {TAKES}")
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch names no file, and a text file gives a bare `KeyError: 105`
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else "the file ends early"
+        raise ValueError(
+            f"stage.init_from={path}: not a checkpoint torch can read with weights_only=True "
+            f"({type(e).__name__}: {reason}); {TAKES}"
+        ) from e
+    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"stage.init_from={path}: holds no model weights (a {type(ckpt).__name__}); {TAKES}")
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")} or state
+
+
+def _read_dir(path: Path) -> dict[str, torch.Tensor]:
+    """A save_pretrained directory's weights; any other directory is refused, saying what it is."""
+    if (path / WEIGHTS_FILE).is_file():
+        return load_file(str(path / WEIGHTS_FILE))
+    if (path / "meta.pt").is_file() or any(path.glob("*.distcp")):
+        # Not loaded here: its shards' index (.metadata) is read with pickle, which weights_only
+        # refuses (it can run code); converting it is the owner's explicit choice.
+        raise ValueError(
+            f"stage.init_from={path}: a sharded FSDP checkpoint (*.distcp shards and meta.pt, written by "
+            f"trainer=fsdp), which is read only by unpickling its .metadata. Make it one file first, if "
+            f"you trust it: python -m lightning.fabric.utilities.consolidate_checkpoint {path} (writes "
+            f"{path}.consolidated), then pass stage.init_from={path}.consolidated"
+        )
+    ckpts = sorted(p.name for p in path.glob("*.ckpt"))
+    inside = f"; it holds {', '.join(ckpts)}: pass one of them" if ckpts else ""
+    raise FileNotFoundError(
+        f"stage.init_from={path}: a directory without {WEIGHTS_FILE}, so no save_pretrained directory"
+        f"{inside}; {TAKES}"
+    )
 
 
 def load_into(model: QwenVLModel, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> None:
@@ -33,12 +76,36 @@ def load_into(model: QwenVLModel, path: str | Path, state: dict[str, torch.Tenso
     `state`: the file's weights when the caller has read them already (`read_weights(path)`)."""
     state = dict(read_weights(path) if state is None else state)  # a copy: the resize replaces a key
     own = model.state_dict()
-    if POS_KEY in state and state[POS_KEY].shape != own[POS_KEY].shape:
+    if POS_KEY in state and _other_grid(state[POS_KEY], own[POS_KEY]):
         src, dst = math.isqrt(state[POS_KEY].shape[0]), math.isqrt(own[POS_KEY].shape[0])
         log.info("resizing encoder position table %dx%d -> %dx%d", src, src, dst, dst)
         state[POS_KEY] = resize_grid(state[POS_KEY], (src, src), (dst, dst))
+    _check_shapes(state, own, path)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(
-            f"{path}: does not fit this model; missing {missing[:8]}, unexpected {unexpected[:8]}"
+            f"stage.init_from={path}: does not fit this model; missing {missing[:8]}, unexpected "
+            f"{unexpected[:8]}. {SAME_MODEL}"
+        )
+
+
+def _other_grid(theirs: torch.Tensor, ours: torch.Tensor) -> bool:
+    """Position tables (grid*grid, width) of another grid but the same width: a resolution change,
+    which load_into resizes. Another width is another model, which _check_shapes refuses."""
+    return theirs.shape != ours.shape and theirs.shape[1:] == ours.shape[1:]
+
+
+def _check_shapes(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse a checkpoint of another model shape before load_state_dict does, naming the file and
+    the tensors (load_state_dict's `size mismatch` names neither the file nor a fix)."""
+    wrong = [
+        f"{k} {tuple(v.shape)} (this model: {tuple(own[k].shape)})"
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
+    if wrong:
+        more = f" and {len(wrong) - 4} more" if len(wrong) > 4 else ""
+        raise ValueError(
+            f"stage.init_from={path}: a checkpoint of a model of another shape: {'; '.join(wrong[:4])}"
+            f"{more}. {SAME_MODEL}"
         )
