@@ -40,10 +40,15 @@ def _weights(out):
     return ckpt["state_dict"]
 
 
-@pytest.mark.parametrize("stage", ["multitask", "objects"])  # a language stage and the encoder's own
-def test_killed_run_resumes_to_identical_weights(tmp_path, stage, wait_for_step, train):
-    train(tmp_path / "straight", f"stage={stage}")
-    proc = train(tmp_path / "killed", f"stage={stage}", wait=False)
+@pytest.mark.parametrize(
+    "stage, workers",
+    # a language stage and the encoder's own; with a loader process, whose iterator draws the
+    # sampler's order before training starts, so a resume must set its skip before that
+    [("multitask", 0), ("objects", 0), ("multitask", 1)],
+)
+def test_killed_run_resumes_to_identical_weights(tmp_path, stage, workers, wait_for_step, train):
+    train(tmp_path / "straight", f"stage={stage}", f"data.num_workers={workers}")
+    proc = train(tmp_path / "killed", f"stage={stage}", f"data.num_workers={workers}", wait=False)
     wait_for_step(tmp_path / "killed", 3 if stage == "objects" else 5, proc)
     proc.send_signal(signal.SIGKILL)  # a real kill: no handler runs, no cleanup
     proc.wait()
@@ -51,7 +56,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, stage, wait_for_step,
         "global_step"
     ]
     assert killed_at < STEPS  # the kill landed mid-run, so the resume below has work to do
-    train(tmp_path / "killed", f"stage={stage}", "ckpt_path=last")
+    train(tmp_path / "killed", f"stage={stage}", f"data.num_workers={workers}", "ckpt_path=last")
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
     assert a.keys() == b.keys()
     for k in a:

@@ -40,6 +40,7 @@ class QwenVLDataModule(L.LightningDataModule):
         self.max_seq_len, self.pack, self.on_error, self.seed = max_seq_len, pack, on_error, seed
         self.text_only = text_only
         self.train_sampler: ResumableSampler | None = None
+        self.resume_samples = 0  # set on resume: this rank's samples the interrupted epoch consumed
         self._guards: list[Guarded] = []
 
     def skipped(self) -> dict[str, int]:
@@ -76,9 +77,14 @@ class QwenVLDataModule(L.LightningDataModule):
             )
         guarded = Guarded(dataset, encode, self.on_error)
         self._guards.append(guarded)
-        loader = resumable_loader(guarded, self.batch_size, self.num_workers, self.seed, shuffle, collator)
+        skip = 0
+        if shuffle:  # the training loader: a resumed epoch's first pass starts where it stopped
+            skip, self.resume_samples = self.resume_samples, 0
+        loader = resumable_loader(
+            guarded, self.batch_size, self.num_workers, self.seed, shuffle, collator, skip=skip
+        )
         if shuffle:
-            self.train_sampler = loader.sampler  # the training module fast-forwards it on resume
+            self.train_sampler = loader.sampler
         return loader
 
     def train_dataloader(self) -> DataLoader:

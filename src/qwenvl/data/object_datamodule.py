@@ -44,6 +44,7 @@ class ObjectMapDataModule(L.LightningDataModule):
         self.train_set = SyntheticObjectMaps(split="train", size=train_size, **kw)
         self.val_set = SyntheticObjectMaps(split="val", size=val_size, **kw)
         self.train_sampler: ResumableSampler | None = None
+        self.resume_samples = 0  # set on resume: this rank's samples the interrupted epoch consumed
 
     @classmethod
     def from_run(
@@ -70,8 +71,11 @@ class ObjectMapDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        loader = resumable_loader(self.train_set, self.batch_size, self.num_workers, self.seed, shuffle=True)
-        self.train_sampler = loader.sampler  # the training module fast-forwards it on resume
+        skip, self.resume_samples = self.resume_samples, 0
+        loader = resumable_loader(
+            self.train_set, self.batch_size, self.num_workers, self.seed, shuffle=True, skip=skip
+        )
+        self.train_sampler = loader.sampler
         return loader
 
     def val_dataloader(self) -> DataLoader:

@@ -21,7 +21,7 @@ class ResumableSampler(Sampler[int]):
     It shards by itself (pad by repetition to a multiple of the world size, then rank r takes every
     world-th item from r), so the trainers run with `use_distributed_sampler: false`: a wrapping
     DistributedSampler would freeze the sequence and break `skip`. Lightning calls `set_epoch`
-    before each epoch; on resume the training module calls `skip` with the samples this rank had
+    before each epoch; on resume `resumable_loader` calls `skip` with the samples this rank had
     already consumed in the interrupted epoch.
     """
 
@@ -53,13 +53,27 @@ class ResumableSampler(Sampler[int]):
 
 
 def resumable_loader(
-    dataset: Dataset, batch_size: int, num_workers: int, seed: int, shuffle: bool, collate_fn=None
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    shuffle: bool,
+    collate_fn=None,
+    skip: int = 0,
 ) -> DataLoader:
-    """A DataLoader in ResumableSampler order; `loader.sampler` is the sampler to fast-forward on resume."""
+    """A DataLoader in ResumableSampler order, its first pass starting `skip` samples in (this
+    rank's samples an interrupted epoch had consumed; none when that is a whole epoch).
+
+    The skip is set here, before any iterator exists: with `num_workers > 0` creating the iterator
+    already draws the sampler's order for the workers, so a skip set later would come too late.
+    """
+    sampler = ResumableSampler(len(dataset), seed, shuffle)  # shards across ranks itself
+    if 0 < skip < len(sampler):
+        sampler.skip(skip)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=ResumableSampler(len(dataset), seed, shuffle),  # shards across ranks itself
+        sampler=sampler,
         num_workers=num_workers,
         collate_fn=collate_fn,
         persistent_workers=num_workers > 0,

@@ -161,19 +161,18 @@ class QwenVLLitModule(L.LightningModule):
         if "rng" in checkpoint:
             torch.set_rng_state(checkpoint["rng"]["torch"])
         progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
-        # Saved at a batch end, where `processed` counts the batches this epoch has consumed.
-        self._resume_batches = progress.get("current", {}).get("processed", 0)
+        # Saved at a batch end, where `processed` counts the batches this epoch has consumed. A
+        # resumed epoch continues where the interrupted one stopped, not from its first batch: the
+        # data module starts its next training loader that far in (this runs before Lightning asks
+        # for the loader; per rank, as the sampler shards).
+        done = progress.get("current", {}).get("processed", 0)
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "resume_samples"):
+            datamodule.resume_samples = done * datamodule.batch_size
 
     def on_train_start(self) -> None:
         self._part_groups = part_groups(self, self.trainer.optimizers[0])  # for lr/<part>
         self._train_tasks_step = self.trainer.global_step  # logged before a resume, if at all
-        # A resumed epoch continues where the interrupted one stopped, not from its first batch.
-        # (Lightning skips on_train_epoch_start when it restarts mid-epoch, so this runs here.)
-        done, self._resume_batches = getattr(self, "_resume_batches", 0), 0
-        sampler = getattr(self.trainer.datamodule, "train_sampler", None)
-        skip = done * getattr(self.trainer.datamodule, "batch_size", 0)  # per rank: the sampler shards
-        if sampler is not None and 0 < skip < len(sampler):  # a checkpoint at an epoch end skips nothing
-            sampler.skip(skip)
 
     def configure_optimizers(self):
         s = self.stage
