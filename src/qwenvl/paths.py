@@ -6,3 +6,4 @@ import qwenvl.resolvers  # noqa: F401  (registers the resolvers every config may
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = ROOT / "conf"
+BENCH_DIR = ROOT / "evaluation" / "benchmarks"  # one YAML file per benchmark

@@ -30,10 +30,9 @@ from qwenvl.evaluation.gallery import write_gallery
 from qwenvl.evaluation.load import load_for_eval
 from qwenvl.evaluation.protocol import apply_protocol
 from qwenvl.evaluation.runner import read_predictions, run_benchmark
-from qwenvl.paths import CONF_DIR, ROOT
+from qwenvl.paths import BENCH_DIR, CONF_DIR
 
 log = logging.getLogger(__name__)
-BENCH_DIR = ROOT / "evaluation" / "benchmarks"
 
 
 def evaluate(

@@ -111,10 +111,6 @@ def _f(v) -> str:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="pipeline")
 def main(cfg: DictConfig) -> None:
-    from qwenvl.evaluation.controls import check_control
-
-    for control in cfg.eval.controls:  # a misspelt control fails now, not after the training
-        check_control(control)
     check_eval(cfg.eval)
     user = list(HydraConfig.get().overrides.task)
     check_stages(cfg, user)
@@ -198,10 +194,14 @@ def check_stages(cfg: DictConfig, user: list[str]) -> None:
 
 
 def check_eval(cfg: DictConfig) -> None:
-    """The final evaluation's benchmarks and the image gap's tasks, before any stage trains."""
-    from qwenvl.cli.eval import BENCH_DIR
+    """The final evaluation's benchmarks and controls and the image gap's tasks, before any stage
+    trains: a misspelt one would fail only after the training."""
     from qwenvl.evaluation.benchmark import check_benchmarks
+    from qwenvl.evaluation.controls import check_control
+    from qwenvl.paths import BENCH_DIR
 
+    for control in cfg.controls:
+        check_control(control)
     check_benchmarks(list(cfg.benchmarks or []), BENCH_DIR)
     unknown = [t for t in cfg.get("gap_tasks") or [] if t not in TASKS]
     if unknown:

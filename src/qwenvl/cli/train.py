@@ -170,8 +170,8 @@ def write_results(cfg: DictConfig, metrics: dict, overrides: list[str]) -> dict:
 def check_evaluation(cfg: DictConfig) -> None:
     """`evaluate.benchmarks` and `optimize` checked before training: a misspelt benchmark would
     fail only after the run, a misspelt `optimize` would hand a sweeper nothing to optimize."""
-    from qwenvl.cli.eval import BENCH_DIR
     from qwenvl.evaluation.benchmark import check_benchmarks
+    from qwenvl.paths import BENCH_DIR
 
     benchmarks = list(cfg.evaluate.benchmarks or [])
     check_benchmarks(benchmarks, BENCH_DIR)

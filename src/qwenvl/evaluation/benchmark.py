@@ -49,12 +49,17 @@ def postprocess(text: str, how: str) -> str:
     raise ValueError(f"unknown postprocess {how!r}; expected none, strip or first_line")
 
 
+def benchmark_names(directory) -> list[str]:
+    """The benchmarks defined in `directory`: its YAML files' names, sorted."""
+    from pathlib import Path
+
+    return sorted(p.stem for p in Path(directory).glob("*.yaml"))
+
+
 def check_benchmarks(names, directory) -> None:
     """Every name a benchmark file in `directory`: a misspelt one fails before any work, not after
     the training or the benchmarks before it."""
-    from pathlib import Path
-
-    known = sorted(p.stem for p in Path(directory).glob("*.yaml"))
+    known = benchmark_names(directory)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"no benchmark {unknown} in {directory}; known: {known}")
@@ -69,8 +74,7 @@ def load_benchmark(name: str, directory, **variables) -> Benchmark:
 
     path = Path(directory) / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in Path(directory).glob("*.yaml"))
-        raise FileNotFoundError(f"no benchmark {name!r} in {directory}; known: {known}")
+        raise FileNotFoundError(f"no benchmark {name!r} in {directory}; known: {benchmark_names(directory)}")
     cfg = OmegaConf.merge(OmegaConf.create(variables), OmegaConf.load(path))
     spec = OmegaConf.to_container(cfg, resolve=True)
     for key in variables:

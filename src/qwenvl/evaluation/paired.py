@@ -187,7 +187,7 @@ def compare_runs(
     """Paired bootstrap of two evaluation directories (each a results.json and its predictions/)
     over the benchmarks both hold (or `benchmarks`); with `by_type`, each question type too."""
     if bench_dir is None:
-        from qwenvl.cli.eval import BENCH_DIR as bench_dir
+        from qwenvl.paths import BENCH_DIR as bench_dir
     run_a, run_b = load_results(dir_a), load_results(dir_b)
     shared = [n for n in run_a.benchmarks if n in run_b.benchmarks]
     names = list(benchmarks) if benchmarks else shared

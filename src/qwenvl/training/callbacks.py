@@ -14,16 +14,26 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 log = logging.getLogger(__name__)
 
 
-class LossHistory(L.Callback):
+class StepEnd(L.Callback):
+    """Tells, at a batch's end, whether the batch ended an optimizer step: under gradient
+    accumulation most batches do not, and what belongs to a whole step must wait for the one that does."""
+
+    _step_at_start = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._step_at_start = trainer.global_step
+
+    def stepped(self, trainer) -> bool:
+        """Whether the optimizer stepped during this batch (call from on_train_batch_end)."""
+        return trainer.global_step != self._step_at_start
+
+
+class LossHistory(StepEnd):
     """Keeps every optimizer step's training loss, so a run can report how far its loss fell."""
 
     def __init__(self) -> None:
         self.losses: list[float] = []
         self._pending = 0.0  # this step's micro-batch losses so far
-        self._step_at_start = 0
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._step_at_start = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -32,7 +42,7 @@ class LossHistory(L.Callback):
         # Under gradient accumulation Lightning hands each micro-batch's loss divided by their
         # number: their sum over a step is the step's mean loss, one entry per optimizer step.
         self._pending += float(loss.detach())
-        if trainer.global_step != self._step_at_start:
+        if self.stepped(trainer):
             self.losses.append(self._pending)
             self._pending = 0.0
 
@@ -54,7 +64,7 @@ class LossHistory(L.Callback):
         return {"train/loss_first": sum(first) / len(first), "train/loss_last": sum(last) / len(last)}
 
 
-class PreemptionCheckpoint(L.Callback):
+class PreemptionCheckpoint(StepEnd):
     """On SIGTERM (cluster pre-emption), save `last.ckpt` at the next optimizer step, then stop.
 
     Lightning's own handler stops at the next *batch*: with gradient accumulation that is mid-step,
@@ -68,7 +78,6 @@ class PreemptionCheckpoint(L.Callback):
         self.dirpath = Path(dirpath)
         self.requested = False  # SIGTERM seen by this process
         self._previous = None  # the handler ours replaced (Lightning's), put back when training ends
-        self._step_at_start = 0
 
     def on_train_start(self, trainer, pl_module) -> None:
         # A signal before this point went to Lightning's handler; keep it as a request all the same.
@@ -80,11 +89,8 @@ class PreemptionCheckpoint(L.Callback):
         log.warning("SIGTERM: saving last.ckpt once the current optimizer step ends, then stopping")
         self.requested = True
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._step_at_start = trainer.global_step
-
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step == self._step_at_start:
+        if not self.stepped(trainer):
             return  # mid-accumulation: the gradients summed so far are in no checkpoint
         # Every rank reaches each step boundary, so all take part in this vote and, if any rank
         # was signalled, all save together (a sharded save needs every rank) and stop.

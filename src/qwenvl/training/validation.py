@@ -17,11 +17,10 @@ from qwenvl.data.templates import render
 from qwenvl.evaluation.benchmark import load_benchmark
 from qwenvl.evaluation.runner import _generate
 from qwenvl.evaluation.scoring import score
-from qwenvl.paths import ROOT
+from qwenvl.paths import BENCH_DIR
 from qwenvl.visualize import draw_groundings
 
 log = logging.getLogger(__name__)
-BENCH_DIR = ROOT / "evaluation" / "benchmarks"
 
 
 class BenchmarkValidation(L.Callback):
