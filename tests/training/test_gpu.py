@@ -68,12 +68,12 @@ def test_bf16_autocast_loss_is_close_to_float32():
 def test_gpu_trainer_accumulates_to_the_global_batch_and_logs_mfu(tmp_path, train_cli):
     out = tmp_path / "gpu"
     train_cli(out, *COMMON, "trainer=gpu", "logger=csv", "max_steps=6", "trainer.accumulate_grad_batches=2",
-           "trainer.log_every_n_steps=1")  # fmt: skip
+           "trainer.log_every_n_steps=1", "callbacks.throughput.window_size=2")  # fmt: skip
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert ckpt["global_step"] == 6  # optimizer steps: 12 micro-batches of 4 at accumulation 2
     assert ckpt["hyper_parameters"]["stage"]["name"] == "multitask"
     rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
-    mfu = [float(r["perf/mfu"]) for r in rows if r.get("perf/mfu")]
+    mfu = [float(r["train/device/mfu"]) for r in rows if r.get("train/device/mfu")]
     loss = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
     assert mfu and all(0 < m < 1 for m in mfu)  # a fraction of the H100/H200/A100 bf16 peak
     assert loss and all(math.isfinite(v) for v in loss)

@@ -1,53 +1,70 @@
-"""Throughput logged during training: tokens/s, samples/s and, on a known GPU, MFU."""
+"""Throughput logged during training: Lightning's ThroughputMonitor fed with this model's counts.
+
+Lightning's monitor keeps a window of cumulative counts (time, batches, samples, items, FLOPs) and
+logs rolling rates under `train/` (and `validate/`) at each logging step once the window is full:
+`train/device/samples_per_sec`, `train/device/items_per_sec` (tokens), `train/device/flops_per_sec`
+and, where the peak is known, `train/device/mfu`; with several ranks also the world's
+`train/samples_per_sec` and so on. Its clock runs from the start of training with validation
+taken out, so the rates include data loading: what a run really gets. What it cannot know, this
+module gives it:
+
+- samples: a batch's samples (a packed row holds several; `tasks` lists one entry per sample);
+- items: real LLM positions (image tokens included, padding not); in the encoder-only `objects`
+  stage, its pictures;
+- FLOPs: `qwenvl.training.flops.model_step_flops` over the batch's own rows, length, supervised
+  positions and images, frozen parts counted as they run (set as the module's `flops_per_batch`,
+  the attribute the monitor reads; none for validation batches, whose cost is a forward pass);
+- the peak: `peak_tflops` when given, else this project's dense bf16 table for a known GPU (the
+  MFU convention: model FLOPs over the bf16 peak, whatever the precision), else Lightning's value
+  (none on CPU). MFU is per device: one rank's FLOPs and step time over one GPU's peak.
+"""
 
 from __future__ import annotations
 
-import time
-
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ThroughputMonitor as LightningThroughputMonitor
 
 from qwenvl.training.flops import model_step_flops
 
 
-class Throughput(L.Callback):
-    """Logs `perf/tokens_per_s` (real LLM positions, image tokens included, padding not),
-    `perf/samples_per_s` and, on CUDA devices with a known bf16 peak, `perf/mfu` = model FLOPs per
-    second / peak. All three are this rank's: its batch, its step time, one GPU's peak.
+class ThroughputMonitor(LightningThroughputMonitor):
+    """`lightning.pytorch.callbacks.ThroughputMonitor` with this project's samples, tokens, FLOPs
+    and peak (module docstring). `window_size`: batches (micro-batches under accumulation) per
+    rolling rate, at least 2; rates appear once that many batches have run."""
 
-    The FLOP count is `qwenvl.training.flops.model_step_flops`, over the batch's own images.
-    """
-
-    def __init__(self, peak_tflops: float | None = None):
+    def __init__(self, peak_tflops: float | None = None, window_size: int = 20):
+        super().__init__(batch_size_fn=samples_in, length_fn=items_in, window_size=window_size)
         self.peak_tflops = peak_tflops
-        self._t0 = 0.0
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize()  # time the step, not the queue
-        self._t0 = time.perf_counter()
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        peak = peak_flops(trainer.strategy.root_device, self.peak_tflops, self.available_flops)
+        self.available_flops = peak
+        for throughput in self._throughputs.values():
+            throughput.available_flops = peak
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if pl_module.device.type == "cuda":
-            torch.cuda.synchronize()
-        dt = max(time.perf_counter() - self._t0, 1e-9)
-        if "input_ids" not in batch:  # an encoder-only stage (`objects`): pictures, no tokens
-            n = len(batch["pixel_values"])
-            pl_module.log("perf/samples_per_s", n / dt, batch_size=n)
-            return
-        rows, seq = batch["input_ids"].shape
-        samples = len(batch["tasks"])
-        pl_module.log("perf/tokens_per_s", real_tokens(batch) / dt, batch_size=samples)
-        pl_module.log("perf/samples_per_s", samples / dt, batch_size=samples)
-        peak = self.peak_tflops or _peak(pl_module.device)
-        if peak:
-            supervised = int((batch["labels"][:, 1:] != -100).sum()) // max(1, rows)
-            flops = model_step_flops(
-                pl_module.model, rows, seq, supervised, pl_module.stage.trainable, images=images_in(batch)
-            ).total
-            # No division by the world size: the FLOPs and the step time are this rank's (its own
-            # batch through the whole model, under DDP and FSDP alike) and the peak is one GPU's.
-            pl_module.log("perf/mfu", flops / dt / (peak * 1e12), batch_size=samples)
+        pl_module.flops_per_batch = step_flops(pl_module, batch)
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        pl_module.flops_per_batch = None  # a forward pass only: the training count would overstate it
+        super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+
+def samples_in(batch: dict) -> int:
+    """Samples in a batch: one `tasks` entry each; pictures in an encoder-only batch."""
+    if "tasks" in batch:
+        return len(batch["tasks"])
+    return len(batch["pixel_values"])
+
+
+def items_in(batch: dict) -> int:
+    """Tokens the model trains on: real LLM positions; pictures in an encoder-only batch."""
+    if "input_ids" in batch:
+        return real_tokens(batch)
+    return int(batch["pixel_values"].shape[0])
 
 
 def real_tokens(batch: dict) -> int:
@@ -69,9 +86,25 @@ def images_in(batch: dict) -> int:
     return 0 if pixels is None else int(pixels.shape[0])
 
 
-def _peak(device: torch.device) -> float | None:
-    if device.type != "cuda":
+def step_flops(pl_module: L.LightningModule, batch: dict) -> float | None:
+    """Model FLOPs of one training step on `batch` (qwenvl.training.flops), None for a batch
+    without a language model's tokens (the encoder-only `objects` stage)."""
+    if "input_ids" not in batch:
         return None
-    from qwenvl.cli.bench import peak_tflops_for
+    rows, seq = batch["input_ids"].shape
+    supervised = int((batch["labels"][:, 1:] != -100).sum()) // max(1, rows)
+    trainable = pl_module.stage.trainable
+    return model_step_flops(pl_module.model, rows, seq, supervised, trainable, images=images_in(batch)).total
 
-    return peak_tflops_for(torch.cuda.get_device_name(device))
+
+def peak_flops(device: torch.device, peak_tflops: float | None, lightning_flops: float | None):
+    """One device's peak in FLOP/s: the given TFLOP/s, this project's bf16 table, or Lightning's."""
+    if peak_tflops:
+        return peak_tflops * 1e12
+    if device.type == "cuda":
+        from qwenvl.cli.bench import peak_tflops_for
+
+        known = peak_tflops_for(torch.cuda.get_device_name(device))
+        if known:
+            return known * 1e12
+    return lightning_flops
