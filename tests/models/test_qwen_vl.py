@@ -162,3 +162,22 @@ def test_llm_loads_from_a_local_hf_checkpoint(tmp_path, tok):
         assert torch.equal(model.llm.state_dict()[name], p), name
     with pytest.raises(FileNotFoundError, match="config.json"):
         QwenVLModel.from_config(llm=LLMConfig(pretrained=str(tmp_path / "missing")), tokenizer=tok)
+
+
+def test_a_model_with_a_pretrained_llm_saves_a_directory_that_rebuilds_it(tmp_path, tok):
+    """The LLM's shape comes from its checkpoint, not from the `llm` fields (left at their
+    defaults here): save_pretrained must record the loaded shape, or the directory it writes
+    builds another model."""
+    from qwenvl.models.llm import build_llm
+
+    other = LLMConfig(hidden_size=64, layers=1, heads=2, kv_heads=1, intermediate_size=96, rope_theta=5e5)
+    build_llm(other, 4160).save_pretrained(tmp_path / "llm")  # more rows than the tokenizer needs
+    model = QwenVLModel.from_config(
+        adapter=ResamplerConfig(num_queries=16), llm=LLMConfig(pretrained=str(tmp_path / "llm")), tokenizer=tok
+    )
+    model.save_pretrained(tmp_path / "m")
+    again = QwenVLModel.from_pretrained(tmp_path / "m")
+    assert again.config.llm.pretrained is None and again.config.llm.hidden_size == 64
+    assert again.llm.config.rope_parameters["rope_theta"] == 5e5
+    ours, theirs = model.state_dict(), again.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)

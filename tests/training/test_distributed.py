@@ -1,7 +1,13 @@
 """DDP and FSDP2 with 2 CPU processes over gloo, launched the way a user launches them."""
 
+import json
+
 import pytest
 import torch
+from safetensors.torch import load_file
+from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+from qwenvl.evaluation.load import load_for_eval
 
 COMMON = [
     "logger=none",
@@ -37,3 +43,22 @@ def test_fsdp2_two_processes_saves_and_resumes_sharded_checkpoints(tmp_path, tra
     )
     meta = torch.load(last / "meta.pt", weights_only=True, map_location="cpu")
     assert meta["global_step"] == 4
+    # The full model, written beside the shards, is what the next stage starts from and what the
+    # evaluation reads (neither unpickles the shards' index).
+    exported = out / "checkpoints" / "last.model"
+    results = json.loads((out / "results.json").read_text())
+    assert results["model"]["ckpt"] == str(exported)
+    model, _ = load_for_eval(exported)  # strict: every weight there, none extra
+    stage2 = load_file(exported / "model.safetensors")
+    dcp_to_torch_save(last, tmp_path / "consolidated.pt")  # the shards, read here as a reference
+    shards = torch.load(tmp_path / "consolidated.pt", weights_only=True)["state_dict"]
+    assert stage2.keys() == {k.removeprefix("model.") for k in shards}
+    assert all(torch.equal(v, shards[f"model.{k}"]) for k, v in stage2.items())  # step 4's weights
+    sft = tmp_path / "sft"
+    train_cli(sft, *COMMON, "stage=sft", "trainer=fsdp", "max_steps=1", f"stage.init_from={exported}")
+    stage3 = load_file(sft / "checkpoints" / "last.model" / "model.safetensors")
+    # sft freezes the encoder: its weights are stage 2's, bit for bit, which a random start or a
+    # wrong gather would not give; the language model trained on.
+    encoder = [k for k in stage2 if k.startswith("encoder.")]
+    assert encoder and all(torch.equal(stage2[k], stage3[k]) for k in encoder)
+    assert not torch.equal(stage2["adapter.query"], stage3["adapter.query"])

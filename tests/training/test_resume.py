@@ -1,5 +1,6 @@
 """A run killed at any step and resumed ends with the same weights as an uninterrupted run."""
 
+import json
 import signal
 
 import pytest
@@ -74,3 +75,16 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path, train, wait_for_ste
     assert proc.wait(timeout=120) == PREEMPTED_EXIT  # pre-empted is no success to a scheduler or `&&`
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert 50 < ckpt["global_step"] < 100  # saved on the signal, between two periodic checkpoints
+
+
+def test_resuming_a_finished_run_keeps_its_validation_results(tmp_path, train):
+    """`ckpt_path=last` on a run that had finished trains nothing: its results.json is rewritten
+    with the same validation losses (the restored weights validated again), not emptied."""
+    out = tmp_path / "done"
+    train(out, "stage=multitask", "max_steps=3")
+    first = json.loads((out / "results.json").read_text())["benchmarks"]["val"]["metrics"]
+    assert "loss" in first
+    train(out, "stage=multitask", "max_steps=3", "ckpt_path=last")
+    again = json.loads((out / "results.json").read_text())["benchmarks"]["val"]["metrics"]
+    assert again == first
+    assert len(json.loads((out / "losses.json").read_text())["losses"]) == 3  # the history kept

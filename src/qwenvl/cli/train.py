@@ -17,6 +17,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.strategies import ModelParallelStrategy
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -24,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from qwenvl.paths import CONF_DIR
 from qwenvl.training.callbacks import LossHistory, PreemptionCheckpoint
 from qwenvl.training.checkpoint_io import AtomicCheckpointIO
+from qwenvl.training.export import EXPORT_NAME, export_full_model
 from qwenvl.training.loss_chart import loss_png, read_losses, write_losses
 from qwenvl.training.module import QwenVLLitModule
 from qwenvl.training.stages import module_class
@@ -74,6 +76,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=_resolve_ckpt(cfg))
+        if _finished_before(trainer, cfg):
+            # A resume of a run that had already finished trains nothing and validates nothing:
+            # validate its restored weights, so that results.json keeps its validation losses.
+            log.info("the run had finished at step %d; validating its last checkpoint", trainer.global_step)
+            trainer.validate(module, datamodule=datamodule, verbose=False)
     except SIGTERMException as e:  # pre-empted: a SystemExit with no code, which would exit 0
         raise _preempted(cfg, trainer) from e
     finally:
@@ -84,8 +91,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics.update(history.summary())
     if trainer.is_global_zero:  # every step's loss, for the loss curves (training/loss_chart.py)
         write_losses(cfg.paths.output_dir, cfg.stage.name, history.losses)
-    metrics["checkpoint"] = str(Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt")
+    checkpoints = Path(cfg.paths.output_dir) / "checkpoints"
+    metrics["checkpoint"] = str(checkpoints / "last.ckpt")
+    if isinstance(trainer.strategy, ModelParallelStrategy):  # last.ckpt is shards: export the model
+        metrics["checkpoint"] = str(export_full_model(module, trainer, checkpoints / EXPORT_NAME))
     return metrics
+
+
+def _finished_before(trainer: L.Trainer, cfg: DictConfig) -> bool:
+    """Fit restored a checkpoint at `max_steps` (or past it) and so ran no step and no validation."""
+    validated = any(k.startswith("val/") for k in trainer.callback_metrics)
+    return trainer.global_step >= cfg.max_steps and not validated and trainer.limit_val_batches != 0
 
 
 def _preempted(cfg: DictConfig, trainer: L.Trainer) -> SystemExit:
@@ -192,9 +208,10 @@ def main(cfg: DictConfig) -> float | None:
 
     check_evaluation(cfg)
     metrics = train(cfg)
+    if rank_zero_only.rank != 0:  # one results.json, one evaluation and one picture per run
+        return None
     results = write_results(cfg, metrics, list(HydraConfig.get().overrides.task))
-    if rank_zero_only.rank == 0:  # one picture per run, not one per process
-        draw_losses([(cfg.stage.name, cfg.paths.output_dir)], Path(cfg.paths.output_dir) / "losses.png")
+    draw_losses([(cfg.stage.name, cfg.paths.output_dir)], Path(cfg.paths.output_dir) / "losses.png")
     bench, _, metric = cfg.optimize.partition("/")
     value = results["benchmarks"].get(bench, {}).get("metrics", {}).get(metric)
     return None if value is None else float(value)
