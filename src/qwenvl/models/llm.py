@@ -40,6 +40,25 @@ class LLMConfig:
             use_sliding_window=False,
         )
 
+    @classmethod
+    def from_hf(cls, hf: Qwen2Config, vocab_size: int, **keep) -> LLMConfig:
+        """The config `to_hf` turns into `hf` (the inverse mapping): the shape of a loaded checkpoint.
+        `keep`: fields with no Qwen2Config counterpart (`attn_implementation`)."""
+        params = getattr(hf, "rope_parameters", None) or {}  # transformers 5.x keeps the base here
+        return cls(
+            vocab_size=vocab_size,
+            hidden_size=hf.hidden_size,
+            layers=hf.num_hidden_layers,
+            heads=hf.num_attention_heads,
+            kv_heads=hf.num_key_value_heads,
+            intermediate_size=hf.intermediate_size,
+            rms_norm_eps=hf.rms_norm_eps,
+            rope_theta=float(params.get("rope_theta", getattr(hf, "rope_theta", 10000.0))),
+            max_position_embeddings=hf.max_position_embeddings,
+            tie_word_embeddings=bool(hf.tie_word_embeddings),
+            **keep,
+        )
+
 
 def build_llm(config: LLMConfig, vocab_size: int) -> Qwen2ForCausalLM:
     """A Qwen2ForCausalLM with `vocab_size` rows, random or from `config.pretrained` (local only)."""

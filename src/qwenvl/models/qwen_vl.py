@@ -187,21 +187,9 @@ class QwenVLModel(nn.Module):
         `llm` fields: they are filled from the loaded model's own config."""
         config = copy.deepcopy(self.config)
         if config.llm.pretrained:
-            hf = self.llm.config
-            config.llm = replace(
-                config.llm,
-                pretrained=None,
-                vocab_size=self.llm.get_input_embeddings().num_embeddings,
-                hidden_size=hf.hidden_size,
-                layers=hf.num_hidden_layers,
-                heads=hf.num_attention_heads,
-                kv_heads=hf.num_key_value_heads,
-                intermediate_size=hf.intermediate_size,
-                rms_norm_eps=hf.rms_norm_eps,
-                rope_theta=float(_rope_theta(hf)),
-                max_position_embeddings=hf.max_position_embeddings,
-                tie_word_embeddings=bool(hf.tie_word_embeddings),
-            )
+            rows = self.llm.get_input_embeddings().num_embeddings
+            attn = config.llm.attn_implementation
+            config.llm = LLMConfig.from_hf(self.llm.config, rows, attn_implementation=attn)
             config.vocab_size = config.llm.vocab_size
         config.encoder.checkpoint = None
         return config
@@ -227,12 +215,6 @@ class QwenVLModel(nn.Module):
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
-
-
-def _rope_theta(hf) -> float:
-    """RoPE base of a transformers Qwen2 config (5.x keeps it in `rope_parameters`)."""
-    params = getattr(hf, "rope_parameters", None) or {}
-    return params.get("rope_theta", getattr(hf, "rope_theta", 10000.0))
 
 
 def _llm_width(llm: LLMConfig) -> int:
