@@ -172,9 +172,8 @@ def test_a_model_with_a_pretrained_llm_saves_a_directory_that_rebuilds_it(tmp_pa
 
     other = LLMConfig(hidden_size=64, layers=1, heads=2, kv_heads=1, intermediate_size=96, rope_theta=5e5)
     build_llm(other, 4160).save_pretrained(tmp_path / "llm")  # more rows than the tokenizer needs
-    model = QwenVLModel.from_config(
-        adapter=ResamplerConfig(num_queries=16), llm=LLMConfig(pretrained=str(tmp_path / "llm")), tokenizer=tok
-    )
+    llm = LLMConfig(pretrained=str(tmp_path / "llm"))
+    model = QwenVLModel.from_config(adapter=ResamplerConfig(num_queries=16), llm=llm, tokenizer=tok)
     model.save_pretrained(tmp_path / "m")
     again = QwenVLModel.from_pretrained(tmp_path / "m")
     assert again.config.llm.pretrained is None and again.config.llm.hidden_size == 64

@@ -6,6 +6,7 @@ stage 2 begins at 224 px (`multitask_224`, encoder frozen) before `multitask` at
     qwenvl-pipeline                                   # tiny model, synthetic world, CPU
     qwenvl-pipeline adapter.num_queries=64 steps.multitask=400
     qwenvl-pipeline logger=csv                        # without W&B
+    torchrun --nproc_per_node=8 -m qwenvl.cli.pipeline trainer=fsdp hydra.run.dir=DIR   # cli/launch.py
 
 Overrides apply to every stage; `per_stage` holds overrides for one stage alone
 (`"per_stage.multitask=['stage.lr=5e-4']"`). Each stage writes into `<run dir>/<n>_<stage>/`; the summary
@@ -34,8 +35,10 @@ from typing import NamedTuple
 import hydra
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from qwenvl.cli.launch import check_launch
 from qwenvl.cli.train import draw_losses, train
 from qwenvl.data.sample import TASKS
 from qwenvl.paths import CONF_DIR
@@ -111,6 +114,7 @@ def _f(v) -> str:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="pipeline")
 def main(cfg: DictConfig) -> None:
+    check_launch(cfg.trainer, list(HydraConfig.get().overrides.hydra))
     check_eval(cfg.eval)
     user = list(HydraConfig.get().overrides.task)
     check_stages(cfg, user)
@@ -123,6 +127,10 @@ def main(cfg: DictConfig) -> None:
         metrics = run_stage(cfg, overrides, i, stage)
         results.append((stage, metrics))
         init_from = metrics["checkpoint"]
+    if rank_zero_only.rank != 0:  # the other processes of a launched run (cli/launch.py) train and
+        if cfg.eval.benchmarks:  # take their share of the evaluation's samples (evaluation.runner)
+            evaluate_final(init_from, cfg.eval, out)
+        return
     table = summarize(results)
     runs = [(f"{i} {stage}", stage_dir(cfg, i, stage)) for i, stage in enumerate(cfg.stages, start=1)]
     draw_losses(runs, out / "losses.png", "training loss, stage by stage")
@@ -213,6 +221,7 @@ def run_stage(cfg: DictConfig, overrides: list[str], i: int, stage: str) -> dict
     its image gap; returns the stage's metrics. Progress is kept in `<stage dir>/stage.json`."""
     where = stage_dir(cfg, i, stage)
     n = len(cfg.stages)
+    lead = rank_zero_only.rank == 0  # the records and the image gap are global rank 0's
     record = read_record(where, stage, overrides)
     status = record["status"] if record else None
     if status == "done":
@@ -222,6 +231,8 @@ def run_stage(cfg: DictConfig, overrides: list[str], i: int, stage: str) -> dict
     stage_cfg = compose(config_name="pipeline", overrides=overrides + resume)
     if status == "trained":
         metrics = record["metrics"]
+    elif not lead:
+        metrics = train(stage_cfg)
     else:
         log.info(
             "stage %d/%d: %s for %d steps%s",
@@ -237,6 +248,8 @@ def run_stage(cfg: DictConfig, overrides: list[str], i: int, stage: str) -> dict
         # minutes of this process: a resumed stage counts only the part after its checkpoint
         metrics.update(steps=stage_cfg.max_steps, minutes=(time.perf_counter() - t0) / 60)
         write_record(where, stage, overrides, "trained", metrics)
+    if not lead:
+        return metrics
     # The image gap needs a language side that answers: none after `objects` (the encoder alone);
     # after `bridge` it shows whether the language model still reads the new resolution's tokens.
     if objective(stage_cfg.stage) != "object_maps":

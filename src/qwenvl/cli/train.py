@@ -146,6 +146,7 @@ def _finish_wandb() -> None:
 
 def write_results(cfg: DictConfig, metrics: dict, overrides: list[str]) -> dict:
     """results.json in the run directory: validation losses, and benchmark scores when `evaluate` asks.
+    Every process of a multi-process run calls it (the evaluation is shared out); rank 0 writes.
 
     Leaderboards (`qwenvl-leaderboard`, and the one a multirun writes) read these files.
     """
@@ -169,6 +170,8 @@ def write_results(cfg: DictConfig, metrics: dict, overrides: list[str]) -> dict:
             write=False,
         )
         benchmarks.update(report["benchmarks"])
+    if rank_zero_only.rank != 0:  # it took its share of the evaluation's samples (evaluation.runner)
+        return {}
     results = {
         "model": {"name": cfg.stage.name, "ckpt": metrics["checkpoint"]},
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -208,9 +211,9 @@ def main(cfg: DictConfig) -> float | None:
 
     check_evaluation(cfg)
     metrics = train(cfg)
-    if rank_zero_only.rank != 0:  # one results.json, one evaluation and one picture per run
-        return None
     results = write_results(cfg, metrics, list(HydraConfig.get().overrides.task))
+    if rank_zero_only.rank != 0:  # one results.json and one picture per run
+        return None
     draw_losses([(cfg.stage.name, cfg.paths.output_dir)], Path(cfg.paths.output_dir) / "losses.png")
     bench, _, metric = cfg.optimize.partition("/")
     value = results["benchmarks"].get(bench, {}).get("metrics", {}).get(metric)

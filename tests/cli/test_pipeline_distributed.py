@@ -1,0 +1,76 @@
+"""qwenvl-pipeline on two processes: FSDP2 over gloo, started by torchrun, each stage starting
+from the full model the stage before exported, the evaluation shared out."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from qwenvl.cli import launch
+
+TINY = [
+    "logger=none",
+    "callbacks.progress=null",
+    "trainer=fsdp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "stages=[pretrain,sft]",
+    "steps.pretrain=2",
+    "steps.sft=2",
+    "data.batch_size=2",
+    "data.train.size=40",
+    "data.val.size=4",
+    "eval.limit=4",
+    "eval.resamples=20",
+    "eval.gallery=0",
+    "eval.gap_samples=4",
+    "eval.benchmarks=[synthetic_vqa]",
+    "eval.controls=[swapped]",
+]
+
+
+@pytest.mark.slow
+def test_torchrun_chains_fsdp_stages_through_the_exported_model_and_evaluates_once(tmp_path):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    cmd = [*torchrun, "-m", "qwenvl.cli.pipeline", f"hydra.run.dir={tmp_path}", *TINY]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    stages = summary["stages"]
+    assert list(stages) == ["pretrain", "sft"]
+    for i, (name, stage) in enumerate(stages.items(), start=1):
+        assert stage["checkpoint"] == str(tmp_path / f"{i}_{name}" / "checkpoints" / "last.model")
+        assert stage["steps"] == 2 and "gap/vqa" in stage  # rank 0 measured the image gap
+    pretrain = load_file(tmp_path / "1_pretrain" / "checkpoints" / "last.model" / "model.safetensors")
+    sft = load_file(tmp_path / "2_sft" / "checkpoints" / "last.model" / "model.safetensors")
+    # sft freezes the encoder: pretrain's weights exactly, its position table re-gridded 224 -> 448 px
+    table = "encoder.positional_embedding"
+    assert pretrain[table].shape[0] * 4 == sft[table].shape[0]
+    encoder = [k for k in pretrain if k.startswith("encoder.") and k != table]
+    assert encoder and all(torch.equal(pretrain[k], sft[k]) for k in encoder)
+    assert not torch.equal(pretrain["adapter.query"], sft["adapter.query"])
+    # Each rank generated half the samples; rank 0 merged them, each id once, and scored them.
+    for folder in ("eval", "eval_swapped"):
+        predictions = tmp_path / folder / "predictions"
+        ids = [json.loads(line)["id"] for line in (predictions / "synthetic_vqa.jsonl").open()]
+        assert len(ids) == len(set(ids)) == 4 and not list(predictions.glob("*.rank*.jsonl"))
+    assert summary["evaluation"]["with_images"]["synthetic_vqa"]["samples"] == 4
+
+
+def test_a_multi_process_pipeline_without_a_launcher_is_refused_before_training(tmp_path):
+    cmd = [sys.executable, "-m", "qwenvl.cli.pipeline", f"hydra.run.dir={tmp_path}", *TINY]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "torchrun --nproc_per_node=2 -m qwenvl.cli.pipeline" in r.stderr
+    assert not (tmp_path / "1_pretrain").exists()
+
+
+def test_launched_processes_must_be_given_one_run_directory(monkeypatch):
+    trainer = {"devices": 2, "num_nodes": 1}
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(ValueError, match="hydra.run.dir=DIR"):
+        launch.check_launch(trainer, ["hydra.verbose=false"])
+    launch.check_launch(trainer, ["hydra.run.dir=/tmp/x"])  # given: accepted
+    launch.check_launch({"devices": 1}, [])  # one process needs neither
