@@ -117,3 +117,35 @@ def test_an_experiment_wins_over_the_search_it_runs_under(hydra_conf):
     cfg = hydra_conf("train", ["hparams_search=optuna", "experiment=ablation_llm_frozen"])
     assert cfg.optimize == "synthetic_caption/cider"
     assert cfg.evaluate.limit == 100 and "synthetic_caption" in cfg.evaluate.benchmarks
+
+
+@pytest.mark.parametrize(
+    "config, override, message",
+    [
+        ("train", "+evaluate.limt=3", "evaluate.limt: no such setting"),
+        ("train", "+parallel.param_dtyp=bf16", "parallel.param_dtyp: no such setting"),
+        ("train", "+max_step=5", "max_step: no such setting"),
+        ("pipeline", "+eval.limt=3", "eval.limt: no such setting"),
+    ],
+)
+def test_a_setting_added_with_a_plus_that_nothing_reads_is_refused(hydra_conf, config, override, message):
+    from qwenvl.cli.known_keys import check_known_keys
+
+    with pytest.raises(ValueError, match=message) as e:
+        check_known_keys(hydra_conf(config, [override]), config, [override])
+    assert "limit" in str(e.value) or "param_dtype" in str(e.value) or "max_steps" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "config, overrides",
+    [
+        ("train", ["+stage.max_objects={grounding: 1}"]),  # a group's node takes new keys
+        ("pipeline", ["+steps.x_locate=5", "+per_stage.sft=['stage.lr=1e-4']"]),  # new stages
+        ("pipeline", ["experiment=pipeline_long"]),
+        ("train", ["experiment=ablation_queries"]),
+    ],
+)
+def test_settings_that_are_read_pass(hydra_conf, config, overrides):
+    from qwenvl.cli.known_keys import check_known_keys
+
+    check_known_keys(hydra_conf(config, overrides), config, overrides)

@@ -38,6 +38,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from qwenvl.cli.known_keys import check_known_keys
 from qwenvl.cli.launch import check_launch
 from qwenvl.cli.train import draw_losses, train
 from qwenvl.data.sample import TASKS
@@ -115,8 +116,9 @@ def _f(v) -> str:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="pipeline")
 def main(cfg: DictConfig) -> None:
     check_launch(cfg.trainer, list(HydraConfig.get().overrides.hydra))
-    check_eval(cfg.eval)
     user = list(HydraConfig.get().overrides.task)
+    check_known_keys(cfg, "pipeline", user)
+    check_eval(cfg.eval)
     check_stages(cfg, user)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)

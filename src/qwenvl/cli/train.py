@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from qwenvl.cli.known_keys import check_known_keys
 from qwenvl.paths import CONF_DIR
 from qwenvl.training.callbacks import LossHistory, PreemptionCheckpoint
 from qwenvl.training.checkpoint_io import AtomicCheckpointIO
@@ -209,6 +210,7 @@ def main(cfg: DictConfig) -> float | None:
     """Returns the metric named by `optimize` (for sweepers such as optuna)."""
     from hydra.core.hydra_config import HydraConfig
 
+    check_known_keys(cfg, "train", list(HydraConfig.get().overrides.task))
     check_evaluation(cfg)
     metrics = train(cfg)
     results = write_results(cfg, metrics, list(HydraConfig.get().overrides.task))
