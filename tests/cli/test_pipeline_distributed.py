@@ -74,3 +74,9 @@ def test_launched_processes_must_be_given_one_run_directory(monkeypatch):
         launch.check_launch(trainer, ["hydra.verbose=false"])
     launch.check_launch(trainer, ["hydra.run.dir=/tmp/x"])  # given: accepted
     launch.check_launch({"devices": 1}, [])  # one process needs neither
+    monkeypatch.delenv("LOCAL_RANK")
+    monkeypatch.setenv("SLURM_NTASKS", "2")  # srun's tasks, for qwenvl-train as well
+    with pytest.raises(ValueError, match="hydra.run.dir=DIR"):
+        launch.check_run_dir(trainer, [])
+    monkeypatch.setenv("SLURM_NTASKS", "1")  # a batch script's one task: Lightning launches the rest
+    launch.check_run_dir(trainer, [])

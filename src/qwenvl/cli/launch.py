@@ -39,15 +39,20 @@ def check_launch(trainer: DictConfig, hydra_overrides: list[str]) -> None:
     """Refuse a multi-process pipeline that Lightning would launch, and one whose processes would
     each pick their own time-stamped run directory; both with the command that works."""
     n = processes(trainer)
-    if n == 1:
-        return
-    if not launched():
+    if n > 1 and not launched():
         raise ValueError(
             f"the trainer asks for {n} processes; qwenvl-pipeline needs them started by a launcher, one "
             f"per device: torchrun --nproc_per_node={n} -m qwenvl.cli.pipeline ... hydra.run.dir=DIR "
             f"(or srun under SLURM). Started alone, each stage would start the whole pipeline again"
         )
-    if not any(o.startswith("hydra.run.dir=") for o in hydra_overrides):
+    check_run_dir(trainer, hydra_overrides)
+
+
+def check_run_dir(trainer: DictConfig, hydra_overrides: list[str]) -> None:
+    """Processes from a launcher (qwenvl-train or qwenvl-pipeline) must be given their one run
+    directory; Lightning passes it to the processes it starts itself."""
+    n = processes(trainer)
+    if n > 1 and launched() and not any(o.startswith("hydra.run.dir=") for o in hydra_overrides):
         raise ValueError(
             f"{n} processes share one run directory (the checkpoint shards of each stage go there): "
             f"give it, hydra.run.dir=DIR; the default is stamped with each process's own clock"

@@ -23,6 +23,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from qwenvl.cli.known_keys import check_known_keys
+from qwenvl.cli.launch import check_run_dir
 from qwenvl.paths import CONF_DIR
 from qwenvl.training.callbacks import LossHistory, PreemptionCheckpoint
 from qwenvl.training.checkpoint_io import AtomicCheckpointIO
@@ -210,6 +211,7 @@ def main(cfg: DictConfig) -> float | None:
     """Returns the metric named by `optimize` (for sweepers such as optuna)."""
     from hydra.core.hydra_config import HydraConfig
 
+    check_run_dir(cfg.trainer, list(HydraConfig.get().overrides.hydra))
     check_known_keys(cfg, "train", list(HydraConfig.get().overrides.task))
     check_evaluation(cfg)
     metrics = train(cfg)
