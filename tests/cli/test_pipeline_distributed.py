@@ -80,3 +80,20 @@ def test_launched_processes_must_be_given_one_run_directory(monkeypatch):
         launch.check_run_dir(trainer, [])
     monkeypatch.setenv("SLURM_NTASKS", "1")  # a batch script's one task: Lightning launches the rest
     launch.check_run_dir(trainer, [])
+
+
+def test_a_multiruns_tasks_share_the_directory_the_sweep_gave_them(monkeypatch):
+    """submitit's SLURM tasks each run the job with the output directory the launching process
+    chose: no run directory needs giving."""
+    from types import SimpleNamespace
+
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: SimpleNamespace(mode=RunMode.MULTIRUN)))
+    launch.check_run_dir({"devices": 2}, [])
+    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: SimpleNamespace(mode=RunMode.RUN)))
+    with pytest.raises(ValueError, match="hydra.run.dir=DIR"):
+        launch.check_run_dir({"devices": 2}, [])

@@ -50,7 +50,13 @@ def check_launch(trainer: DictConfig, hydra_overrides: list[str]) -> None:
 
 def check_run_dir(trainer: DictConfig, hydra_overrides: list[str]) -> None:
     """Processes from a launcher (qwenvl-train or qwenvl-pipeline) must be given their one run
-    directory; Lightning passes it to the processes it starts itself."""
+    directory. Lightning passes it to the processes it starts itself, and a multirun's jobs (the
+    submitit launcher's tasks included) get theirs from the process that launched the sweep."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return
     n = processes(trainer)
     if n > 1 and launched() and not any(o.startswith("hydra.run.dir=") for o in hydra_overrides):
         raise ValueError(
