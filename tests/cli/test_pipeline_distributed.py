@@ -97,3 +97,12 @@ def test_a_multiruns_tasks_share_the_directory_the_sweep_gave_them(monkeypatch):
     monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: SimpleNamespace(mode=RunMode.RUN)))
     with pytest.raises(ValueError, match="hydra.run.dir=DIR"):
         launch.check_run_dir({"devices": 2}, [])
+
+
+@pytest.mark.parametrize(
+    "devices, nodes, n",
+    [(2, 1, 2), ("2", 2, 4), ([0, 3], 1, 2), ("0,1,2", 1, 3), ("3,", 1, 1), ("auto", 1, 1)],
+)
+def test_processes_counts_lightnings_device_forms(devices, nodes, n):
+    # "auto" on a CPU accelerator is one process
+    assert launch.processes({"devices": devices, "num_nodes": nodes, "accelerator": "cpu"}) == n

@@ -32,6 +32,8 @@ def processes(trainer: DictConfig) -> int:
         devices = torch.cuda.device_count() if accelerator in ("auto", "gpu", "cuda") else 1
     elif isinstance(devices, (list, tuple, ListConfig)):  # device indices
         devices = len(devices)
+    elif isinstance(devices, str) and "," in devices:  # Lightning's "0,1" (and "3,": device 3)
+        devices = len([d for d in devices.split(",") if d.strip()])
     return max(1, int(devices)) * int(trainer.get("num_nodes", 1) or 1)
 
 
