@@ -4,6 +4,7 @@ from the full model the stage before exported, the evaluation shared out."""
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -58,6 +59,47 @@ def test_torchrun_chains_fsdp_stages_through_the_exported_model_and_evaluates_on
         ids = [json.loads(line)["id"] for line in (predictions / "synthetic_vqa.jsonl").open()]
         assert len(ids) == len(set(ids)) == 4 and not list(predictions.glob("*.rank*.jsonl"))
     assert summary["evaluation"]["with_images"]["synthetic_vqa"]["samples"] == 4
+
+
+def _torchrun_pipeline(out, *overrides, wait=True):
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    cmd = [*torchrun, "-m", "qwenvl.cli.pipeline", f"hydra.run.dir={out}", *TINY, *overrides]
+    if not wait:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return r
+
+
+@pytest.mark.slow
+def test_a_killed_fsdp_pipeline_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
+    # long enough to be killed mid-stage; the weights alone are compared: no evaluation
+    longer = ["steps.pretrain=80", "checkpoint_every=10", "data.train.size=400", "eval.benchmarks=[]"]
+    longer += ["eval.gap_tasks=[]"]
+    _torchrun_pipeline(tmp_path / "straight", *longer)
+    killed = tmp_path / "killed"
+    proc = _torchrun_pipeline(killed, *longer, wait=False)
+    meta = killed / "1_pretrain" / "checkpoints" / "last.ckpt" / "meta.pt"
+    deadline = time.monotonic() + 300
+    while not meta.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    # A real kill of every process: torchrun's workers run in sessions of their own, so killing
+    # the launcher alone would leave them training; each command line names the run directory.
+    subprocess.run(["pkill", "-9", "-f", f"hydra.run.dir={killed}"], check=False)
+    proc.wait(timeout=60)
+    step = torch.load(meta, weights_only=True)["global_step"]
+    assert (
+        0 < step < 200
+        and json.loads((killed / "1_pretrain" / "stage.json").read_text())["status"] == "training"
+    )
+    r = _torchrun_pipeline(killed, *longer)
+    out = r.stdout + r.stderr
+    assert "pretrain for 80 steps (resuming from its last checkpoint)" in out
+    assert f"Restored all states from the checkpoint at {meta.parent}" in out  # not trained afresh
+    for stage in ("1_pretrain", "2_sft"):
+        a = load_file(tmp_path / "straight" / stage / "checkpoints" / "last.model" / "model.safetensors")
+        b = load_file(killed / stage / "checkpoints" / "last.model" / "model.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), stage
 
 
 def test_a_multi_process_pipeline_without_a_launcher_is_refused_before_training(tmp_path):
