@@ -104,7 +104,8 @@ class BridgeModule(QwenVLLitModule):
         if self.device_mesh is not None:
             raise ValueError(
                 f"stage={self.stage.name} (image tokens across resolutions) runs on one process or with "
-                "trainer=ddp, not under FSDP: its teacher is a whole second model on every rank"
+                "trainer=ddp, not under FSDP: its teacher is a whole second model on every rank. In an "
+                f"FSDP pipeline give it its own trainer: \"+per_stage.{self.stage.name}=['trainer=ddp']\""
             )
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

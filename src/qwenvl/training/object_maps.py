@@ -79,7 +79,8 @@ class ObjectMapModule(QwenVLLitModule):
             # FSDP2 shards `model` only; the head's gradients would stay per rank and drift apart.
             raise ValueError(
                 f"stage={self.stage.name} (object maps) runs on one process or with trainer=ddp, not "
-                "under FSDP: its small encoder-only run gains nothing from sharding"
+                "under FSDP: its small encoder-only run gains nothing from sharding. In an FSDP "
+                f"pipeline give it its own trainer: \"+per_stage.{self.stage.name}=['trainer=ddp']\""
             )
 
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
