@@ -15,7 +15,15 @@ def _div(a, b) -> int:
     return int(a) // int(b)
 
 
+def _processes(devices, nodes, accelerator="auto") -> int:
+    """Processes of a run: Lightning's device spec (a count, `auto`, indices) x nodes."""
+    from qwenvl.cli.launch import processes
+
+    return processes({"devices": devices, "num_nodes": nodes, "accelerator": accelerator})
+
+
 for name, fn in {
+    "qwenvl_processes": _processes,
     "qwenvl_div": _div,
     "qwenvl_mul": lambda *xs: math.prod(int(x) for x in xs),
     "parent": lambda p: str(Path(p).parent),

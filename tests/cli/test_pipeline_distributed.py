@@ -8,9 +8,19 @@ import time
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
 from qwenvl.cli import launch
+from qwenvl.paths import CONF_DIR
+
+
+@pytest.fixture
+def hydra_conf():
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield lambda name, overrides=(): compose(config_name=name, overrides=list(overrides))
+
 
 TINY = [
     "logger=none",
@@ -132,13 +142,23 @@ def test_a_multiruns_tasks_share_the_directory_the_sweep_gave_them(monkeypatch):
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    def run_as(mode, launcher="hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"):
+        hydra = SimpleNamespace(mode=mode, launcher={"_target_": launcher})
+        monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: hydra))
+
     monkeypatch.setenv("SLURM_NTASKS", "2")
     monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
-    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: SimpleNamespace(mode=RunMode.MULTIRUN)))
+    run_as(RunMode.MULTIRUN)
     launch.check_run_dir({"devices": 2}, [])
-    monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: SimpleNamespace(mode=RunMode.RUN)))
+    run_as(RunMode.RUN)
     with pytest.raises(ValueError, match="hydra.run.dir=DIR"):
         launch.check_run_dir({"devices": 2}, [])
+    # A sweep under torchrun with Hydra's own launcher: each process runs the whole sweep and
+    # would stamp its own sweep directory.
+    run_as(RunMode.MULTIRUN, "hydra._internal.core_plugins.basic_launcher.BasicLauncher")
+    with pytest.raises(ValueError, match="hydra.sweep.dir=DIR"):
+        launch.check_run_dir({"devices": 2}, [])
+    launch.check_run_dir({"devices": 2}, ["hydra.sweep.dir=/tmp/sweep"])
 
 
 @pytest.mark.parametrize(
@@ -148,3 +168,26 @@ def test_a_multiruns_tasks_share_the_directory_the_sweep_gave_them(monkeypatch):
 def test_processes_counts_lightnings_device_forms(devices, nodes, n):
     # "auto" on a CPU accelerator is one process
     assert launch.processes({"devices": devices, "num_nodes": nodes, "accelerator": "cpu"}) == n
+
+
+def test_fsdp_shards_over_every_process_of_every_node(hydra_conf):
+    """ModelParallelStrategy's mesh must span the world: data-parallel size = devices x nodes."""
+    for overrides, n in [(["trainer.devices=4", "trainer.num_nodes=2"], 8), (["trainer.accelerator=cpu"], 1)]:
+        cfg = hydra_conf("train", ["trainer=fsdp", *overrides])
+        assert OmegaConf.to_container(cfg.trainer.strategy, resolve=True)["data_parallel_size"] == n
+
+
+def test_a_stage_on_other_processes_than_the_run_is_refused_before_training(hydra_conf):
+    from qwenvl.cli import pipeline
+
+    user = [
+        "trainer=fsdp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "+per_stage.objects=['trainer.devices=1']",
+    ]
+    cfg = hydra_conf("pipeline", [*user, "out_dir=/nonexistent"])
+    with pytest.raises(
+        ValueError, match=r"stage 1 \(objects\): its trainer asks for 1 processes, the run's for 2"
+    ):
+        pipeline.check_stages(cfg, user)

@@ -54,11 +54,9 @@ def test_fsdp2_two_processes_saves_and_resumes_sharded_checkpoints(tmp_path, tra
     shards = torch.load(tmp_path / "consolidated.pt", weights_only=True)["state_dict"]
     assert stage2.keys() == {k.removeprefix("model.") for k in shards}
     assert all(torch.equal(v, shards[f"model.{k}"]) for k, v in stage2.items())  # step 4's weights
-    sft = tmp_path / "sft"
-    train_cli(sft, *COMMON, "stage=sft", "trainer=fsdp", "max_steps=1", f"stage.init_from={exported}")
-    stage3 = load_file(sft / "checkpoints" / "last.model" / "model.safetensors")
-    # sft freezes the encoder: its weights are stage 2's, bit for bit, which a random start or a
-    # wrong gather would not give; the language model trained on.
-    encoder = [k for k in stage2 if k.startswith("encoder.")]
-    assert encoder and all(torch.equal(stage2[k], stage3[k]) for k in encoder)
-    assert not torch.equal(stage2["adapter.query"], stage3["adapter.query"])
+    # (A stage started from it under FSDP: tests/cli/test_pipeline_distributed.py.)
+    # Resumed once finished: nothing to train; its weights validated again (the model is sharded
+    # once, though Lightning configures it for the validation as well), the same losses kept.
+    val = results["benchmarks"]["val"]["metrics"]
+    train_cli(out, *COMMON, "stage=multitask", "trainer=fsdp", "max_steps=4", "ckpt_path=last")
+    assert json.loads((out / "results.json").read_text())["benchmarks"]["val"]["metrics"] == val != {}

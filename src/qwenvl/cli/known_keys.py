@@ -19,9 +19,14 @@ FIXED_NODES = ("evaluate", "parallel", "eval", "paths")
 CHOICES = ("experiment", "hparams_search")  # groups that may bring settings of their own
 
 
-def check_known_keys(cfg: DictConfig, config_name: str, overrides: list[str]) -> None:
-    """Raise ValueError naming each key of `cfg` that the reference composition lacks."""
+def check_known_keys(
+    cfg: DictConfig, config_name: str, overrides: list[str], hydra_overrides: list[str] = ()
+) -> None:
+    """Raise ValueError naming each key of `cfg` that the reference composition lacks. `config_name`:
+    the primary config the run composed (`--config-name` may name the user's own);
+    `hydra_overrides`: the run's, of which `hydra.searchpath` is kept (experiments may live there)."""
     chosen = [o for o in overrides if o.lstrip("+~").split("=")[0] in CHOICES]
+    chosen += [o for o in hydra_overrides if o.startswith("hydra.searchpath=")]
     reference = compose(config_name=config_name, overrides=chosen)
     unknown = [(k, sorted(reference)) for k in cfg if k not in reference and k != "hydra"]
     for node in FIXED_NODES:

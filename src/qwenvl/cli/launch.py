@@ -57,11 +57,16 @@ def check_run_dir(trainer: DictConfig, hydra_overrides: list[str]) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        return
     n = processes(trainer)
-    if n > 1 and launched() and not any(o.startswith("hydra.run.dir=") for o in hydra_overrides):
+    if n == 1 or not launched():
+        return
+    key = "hydra.run.dir"
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        if "BasicLauncher" not in str(HydraConfig.get().launcher.get("_target_", "")):
+            return  # submitit and the like: the sweep's process chose every job's directory
+        key = "hydra.sweep.dir"  # each process runs the whole sweep itself
+    if not any(o.startswith(f"{key}=") for o in hydra_overrides):
         raise ValueError(
             f"{n} processes share one run directory (the checkpoint shards of each stage go there): "
-            f"give it, hydra.run.dir=DIR; the default is stamped with each process's own clock"
+            f"give it, {key}=DIR; the default is stamped with each process's own clock"
         )

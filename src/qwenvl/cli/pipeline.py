@@ -39,7 +39,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from qwenvl.cli.known_keys import check_known_keys
-from qwenvl.cli.launch import check_launch
+from qwenvl.cli.launch import check_launch, processes
 from qwenvl.cli.train import draw_losses, train
 from qwenvl.data.sample import TASKS
 from qwenvl.paths import CONF_DIR
@@ -115,9 +115,10 @@ def _f(v) -> str:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="pipeline")
 def main(cfg: DictConfig) -> None:
-    check_launch(cfg.trainer, list(HydraConfig.get().overrides.hydra))
-    user = list(HydraConfig.get().overrides.task)
-    check_known_keys(cfg, "pipeline", user)
+    run = HydraConfig.get()
+    check_launch(cfg.trainer, list(run.overrides.hydra))
+    user = list(run.overrides.task)
+    check_known_keys(cfg, run.job.config_name, user, list(run.overrides.hydra))
     check_eval(cfg.eval)
     check_stages(cfg, user)
     out = Path(cfg.out_dir)
@@ -197,6 +198,12 @@ def check_stages(cfg: DictConfig, user: list[str]) -> None:
                 f"steps.{stage}={steps!r}; a stage trains at least 1 step (or leave it out of stages)"
             )
         composed = compose(config_name="pipeline", overrides=stage_overrides(cfg, user, i, stage, None))
+        if processes(composed.trainer) != processes(cfg.trainer):  # e.g. a per-stage trainer=ddp
+            raise ValueError(
+                f"stage {i} ({stage}): its trainer asks for {processes(composed.trainer)} processes, the "
+                f"run's for {processes(cfg.trainer)}: every stage runs on the run's processes; give it "
+                f"the same trainer.devices and trainer.num_nodes"
+            )
         try:  # the values too (types, options), not only the keys
             StageConfig.from_mapping(OmegaConf.to_container(composed.stage, resolve=True))
         except (TypeError, ValueError) as e:

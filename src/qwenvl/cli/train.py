@@ -211,11 +211,12 @@ def main(cfg: DictConfig) -> float | None:
     """Returns the metric named by `optimize` (for sweepers such as optuna)."""
     from hydra.core.hydra_config import HydraConfig
 
-    check_run_dir(cfg.trainer, list(HydraConfig.get().overrides.hydra))
-    check_known_keys(cfg, "train", list(HydraConfig.get().overrides.task))
+    run = HydraConfig.get()
+    check_run_dir(cfg.trainer, list(run.overrides.hydra))
+    check_known_keys(cfg, run.job.config_name, list(run.overrides.task), list(run.overrides.hydra))
     check_evaluation(cfg)
     metrics = train(cfg)
-    results = write_results(cfg, metrics, list(HydraConfig.get().overrides.task))
+    results = write_results(cfg, metrics, list(run.overrides.task))
     if rank_zero_only.rank != 0:  # one results.json and one picture per run
         return None
     draw_losses([(cfg.stage.name, cfg.paths.output_dir)], Path(cfg.paths.output_dir) / "losses.png")

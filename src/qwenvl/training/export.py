@@ -40,6 +40,7 @@ def export_full_model(module, trainer, directory: str | Path) -> Path:
         model.save_pretrained(tmp)
         module.processor.save_pretrained(tmp)
         old = directory.with_name(directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)  # left by a run that died between the two renames
         if directory.exists():
             os.replace(directory, old)
         os.replace(tmp, directory)

@@ -147,7 +147,11 @@ class QwenVLLitModule(L.LightningModule):
 
     def configure_model(self) -> None:
         """FSDP2 under ModelParallelStrategy: shard each encoder block and LLM layer, then the root."""
-        if self.device_mesh is None:
+        from torch.distributed.fsdp import FSDPModule
+
+        # Lightning calls this hook again for each trainer stage (`validate` after `fit` too);
+        # fully_shard may be applied once.
+        if self.device_mesh is None or isinstance(self.model, FSDPModule):
             return
         mesh = self.device_mesh["data_parallel"]
         units = shard_fsdp2(self.model, mesh, self.parallel.get("param_dtype"))
