@@ -149,3 +149,14 @@ def test_settings_that_are_read_pass(hydra_conf, config, overrides):
     from qwenvl.cli.known_keys import check_known_keys
 
     check_known_keys(hydra_conf(config, overrides), config, overrides)
+
+
+def test_an_experiment_on_the_users_search_path_may_add_settings(hydra_conf, tmp_path):
+    from qwenvl.cli.known_keys import check_known_keys
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "mine.yaml").write_text("# @package _global_\nmy_setting: 3\n")
+    searchpath, overrides = f"hydra.searchpath=[file://{tmp_path}]", ["experiment=mine"]
+    cfg = hydra_conf("train", [searchpath, *overrides])
+    assert cfg.my_setting == 3
+    check_known_keys(cfg, "train", overrides, [searchpath])
