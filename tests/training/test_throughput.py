@@ -81,7 +81,7 @@ def test_logged_rates_and_mfu_follow_from_the_window_of_batches_trained_on(
     first batch, as Lightning counts) over (window - 1) x 0.5 s, and MFU that over the given peak."""
     ticks = iter(0.5 * i for i in range(10_000))
     monkeypatch.setattr(throughput_monitor, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
-    cfg = compose_train(tmp_path, "stage=multitask", "stage.image_size=224", batch_size=3)
+    cfg = compose_train(tmp_path, "stage=multitask", "stage.image_size=224", batch_size=3, val_size=12)
     module, datamodule, _ = build(cfg)
     window, peak_tflops = 4, 2e-3
     seen, monitor = _Batches(), ThroughputMonitor(peak_tflops=peak_tflops, window_size=window)
@@ -91,7 +91,8 @@ def test_logged_rates_and_mfu_follow_from_the_window_of_batches_trained_on(
         max_steps=8,
         log_every_n_steps=2,
         accumulate_grad_batches=accumulate,
-        limit_val_batches=0,
+        val_check_interval=8 * accumulate,  # once, at the end: 4 batches of 3
+        check_val_every_n_epoch=None,
         logger=logger,
         callbacks=[seen, monitor],
         enable_progress_bar=False,
@@ -115,6 +116,9 @@ def test_logged_rates_and_mfu_follow_from_the_window_of_batches_trained_on(
         assert r["train/device/mfu"] == pytest.approx(flops / (peak_tflops * 1e12), rel=1e-6)
     # logged at Lightning's logging steps only, after whole optimizer steps
     assert all(int(r["train/batches"]) % accumulate == 0 for r in rated)
+    # Validation: its own window of rates, and no FLOPs (a forward pass, not a training step's)
+    validated = [r for r in rows if "validate/device/samples_per_sec" in r]
+    assert validated and not any(k.startswith("validate/") and "flops" in k for r in rows for k in r)
 
 
 def test_the_peak_is_the_given_one_then_the_bf16_table_then_lightnings():
