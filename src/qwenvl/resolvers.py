@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -22,7 +23,16 @@ def _processes(devices, nodes, accelerator="auto") -> int:
     return processes({"devices": devices, "num_nodes": nodes, "accelerator": accelerator})
 
 
+def _rank() -> int:
+    """This process's global rank as a launcher set it (torchrun: RANK, srun: SLURM_PROCID); 0 when
+    started alone. Lightning's own launcher gives its processes a job name of their own instead."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+
+
 for name, fn in {
+    # Hydra's outputs under a launcher: rank 0 writes .hydra/, the others log beside it
+    "qwenvl_rank0": lambda value: value if _rank() == 0 else None,
+    "qwenvl_rank_suffix": lambda: f"_rank{_rank()}" if _rank() else "",
     "qwenvl_processes": _processes,
     "qwenvl_div": _div,
     "qwenvl_mul": lambda *xs: math.prod(int(x) for x in xs),

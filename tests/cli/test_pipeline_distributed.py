@@ -69,6 +69,20 @@ def test_torchrun_chains_fsdp_stages_through_the_exported_model_and_evaluates_on
         ids = [json.loads(line)["id"] for line in (predictions / "synthetic_vqa.jsonl").open()]
         assert len(ids) == len(set(ids)) == 4 and not list(predictions.glob("*.rank*.jsonl"))
     assert summary["evaluation"]["with_images"]["synthetic_vqa"]["samples"] == 4
+    # Hydra's outputs: rank 0's .hydra/ and log, rank 1's log beside it
+    assert (tmp_path / ".hydra" / "config.yaml").is_file() and (tmp_path / "pipeline_rank1.log").is_file()
+
+
+@pytest.mark.parametrize("env, subdir, suffix", [({}, ".hydra", ""), ({"RANK": "1"}, None, "_rank1")])
+def test_only_rank_0_writes_hydras_files_and_the_others_log_apart(monkeypatch, env, subdir, suffix):
+    for key in ("RANK", "SLURM_PROCID"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    import qwenvl.paths  # noqa: F401  (registers the resolvers)
+
+    node = OmegaConf.create({"subdir": "${qwenvl_rank0:.hydra}", "log": "train${qwenvl_rank_suffix:}.log"})
+    assert node.subdir == subdir and node.log == f"train{suffix}.log"
 
 
 def _torchrun_pipeline(out, *overrides, wait=True):
@@ -84,7 +98,7 @@ def _torchrun_pipeline(out, *overrides, wait=True):
 @pytest.mark.slow
 def test_a_killed_fsdp_pipeline_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path):
     # long enough to be killed mid-stage; the weights alone are compared: no evaluation
-    longer = ["steps.pretrain=80", "checkpoint_every=10", "data.train.size=400", "eval.benchmarks=[]"]
+    longer = ["steps.pretrain=40", "checkpoint_every=5", "data.train.size=200", "eval.benchmarks=[]"]
     longer += ["eval.gap_tasks=[]"]
     _torchrun_pipeline(tmp_path / "straight", *longer)
     killed = tmp_path / "killed"
@@ -98,13 +112,11 @@ def test_a_killed_fsdp_pipeline_resumes_to_the_weights_of_an_uninterrupted_one(t
     subprocess.run(["pkill", "-9", "-f", f"hydra.run.dir={killed}"], check=False)
     proc.wait(timeout=60)
     step = torch.load(meta, weights_only=True)["global_step"]
-    assert (
-        0 < step < 200
-        and json.loads((killed / "1_pretrain" / "stage.json").read_text())["status"] == "training"
-    )
+    assert 0 < step < 40  # killed mid-stage
+    assert json.loads((killed / "1_pretrain" / "stage.json").read_text())["status"] == "training"
     r = _torchrun_pipeline(killed, *longer)
     out = r.stdout + r.stderr
-    assert "pretrain for 80 steps (resuming from its last checkpoint)" in out
+    assert "pretrain for 40 steps (resuming from its last checkpoint)" in out
     assert f"Restored all states from the checkpoint at {meta.parent}" in out  # not trained afresh
     for stage in ("1_pretrain", "2_sft"):
         a = load_file(tmp_path / "straight" / stage / "checkpoints" / "last.model" / "model.safetensors")
