@@ -121,7 +121,7 @@ def test_logged_rates_and_mfu_follow_from_the_window_of_batches_trained_on(
     assert validated and not any(k.startswith("validate/") and "flops" in k for r in rows for k in r)
 
 
-def test_the_peak_is_the_given_one_then_the_bf16_table_then_lightnings():
+def test_the_peak_is_the_given_one_else_lightnings_and_none_on_a_cpu():
     cpu = torch.device("cpu")
     assert throughput.peak_flops(cpu, 2.0, None) == 2e12
     assert throughput.peak_flops(cpu, None, 7e12) == 7e12  # Lightning's answer on a device we do not list

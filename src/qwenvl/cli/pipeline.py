@@ -173,6 +173,7 @@ def check_stages(cfg: DictConfig, user: list[str]) -> None:
     each is composed again when it runs, with the checkpoint it starts from."""
     options = stage_options()
     per_stage = cfg.get("per_stage") or {}
+    world = processes(cfg.trainer)
     for override in [*user, *(o for items in per_stage.values() for o in items)]:
         key = str(override).lstrip("+~").split("=")[0]
         if key in SET_PER_STAGE:
@@ -198,11 +199,10 @@ def check_stages(cfg: DictConfig, user: list[str]) -> None:
                 f"steps.{stage}={steps!r}; a stage trains at least 1 step (or leave it out of stages)"
             )
         composed = compose(config_name="pipeline", overrides=stage_overrides(cfg, user, i, stage, None))
-        if processes(composed.trainer) != processes(cfg.trainer):  # e.g. a per-stage trainer=ddp
+        if (n := processes(composed.trainer)) != world:  # e.g. a per-stage trainer=ddp
             raise ValueError(
-                f"stage {i} ({stage}): its trainer asks for {processes(composed.trainer)} processes, the "
-                f"run's for {processes(cfg.trainer)}: every stage runs on the run's processes; give it "
-                f"the same trainer.devices and trainer.num_nodes"
+                f"stage {i} ({stage}): its trainer asks for {n} processes, the run's for {world}: every "
+                f"stage runs on the run's processes; give it the same trainer.devices and trainer.num_nodes"
             )
         try:  # the values too (types, options), not only the keys
             StageConfig.from_mapping(OmegaConf.to_container(composed.stage, resolve=True))

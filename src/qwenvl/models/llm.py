@@ -28,15 +28,8 @@ class LLMConfig:
     def to_hf(self, vocab_size: int) -> Qwen2Config:
         return Qwen2Config(
             vocab_size=vocab_size,
-            hidden_size=self.hidden_size,
-            intermediate_size=self.intermediate_size,
-            num_hidden_layers=self.layers,
-            num_attention_heads=self.heads,
-            num_key_value_heads=self.kv_heads,
-            rms_norm_eps=self.rms_norm_eps,
+            **{theirs: getattr(self, ours) for ours, theirs in HF_FIELDS.items()},
             rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta},
-            max_position_embeddings=self.max_position_embeddings,
-            tie_word_embeddings=self.tie_word_embeddings,
             use_sliding_window=False,
         )
 
@@ -47,17 +40,23 @@ class LLMConfig:
         params = getattr(hf, "rope_parameters", None) or {}  # transformers 5.x keeps the base here
         return cls(
             vocab_size=vocab_size,
-            hidden_size=hf.hidden_size,
-            layers=hf.num_hidden_layers,
-            heads=hf.num_attention_heads,
-            kv_heads=hf.num_key_value_heads,
-            intermediate_size=hf.intermediate_size,
-            rms_norm_eps=hf.rms_norm_eps,
+            **{ours: getattr(hf, theirs) for ours, theirs in HF_FIELDS.items()},
             rope_theta=float(params.get("rope_theta", getattr(hf, "rope_theta", 10000.0))),
-            max_position_embeddings=hf.max_position_embeddings,
-            tie_word_embeddings=bool(hf.tie_word_embeddings),
             **keep,
         )
+
+
+# LLMConfig field -> Qwen2Config field, both ways (the RoPE base is nested in rope_parameters)
+HF_FIELDS = {
+    "hidden_size": "hidden_size",
+    "intermediate_size": "intermediate_size",
+    "layers": "num_hidden_layers",
+    "heads": "num_attention_heads",
+    "kv_heads": "num_key_value_heads",
+    "rms_norm_eps": "rms_norm_eps",
+    "max_position_embeddings": "max_position_embeddings",
+    "tie_word_embeddings": "tie_word_embeddings",
+}
 
 
 def build_llm(config: LLMConfig, vocab_size: int) -> Qwen2ForCausalLM:

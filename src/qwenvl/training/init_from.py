@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from qwenvl.models.posembed import resize_grid
 from qwenvl.models.qwen_vl import WEIGHTS_FILE, QwenVLModel
+from qwenvl.training.export import EXPORT_NAME
 
 log = logging.getLogger(__name__)
 POS_KEY = "encoder.positional_embedding"
@@ -59,9 +60,11 @@ def _read_dir(path: Path) -> dict[str, torch.Tensor]:
         # refuses (it can run code); converting it is the owner's explicit choice.
         raise ValueError(
             f"stage.init_from={path}: a sharded FSDP checkpoint (*.distcp shards and meta.pt, written by "
-            f"trainer=fsdp), which is read only by unpickling its .metadata. Make it one file first, if "
-            f"you trust it: python -m lightning.fabric.utilities.consolidate_checkpoint {path} (writes "
-            f"{path}.consolidated), then pass stage.init_from={path}.consolidated"
+            f"trainer=fsdp), which is read only by unpickling its .metadata. Pass the full model the run "
+            f"wrote beside it at its end, stage.init_from={path.parent / EXPORT_NAME}; or, for shards "
+            f"of an unfinished run, if you trust them: python -m "
+            f"lightning.fabric.utilities.consolidate_checkpoint {path} (writes {path}.consolidated), then "
+            f"pass stage.init_from={path}.consolidated"
         )
     ckpts = sorted(p.name for p in path.glob("*.ckpt"))
     inside = f"; it holds {', '.join(ckpts)}: pass one of them" if ckpts else ""

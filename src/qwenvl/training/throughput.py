@@ -45,7 +45,8 @@ class ThroughputMonitor(LightningThroughputMonitor):
             throughput.available_flops = peak
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        pl_module.flops_per_batch = step_flops(pl_module, batch)
+        if trainer.is_global_zero:  # the monitor counts on rank 0 alone; elsewhere it would be waste
+            pl_module.flops_per_batch = step_flops(pl_module, batch)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
