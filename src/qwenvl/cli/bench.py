@@ -27,6 +27,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from qwenvl.cli.key_hints import with_key_hints
 from qwenvl.models.build import build_model, load_tokenizer
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.paths import CONF_DIR
@@ -299,6 +300,7 @@ def run(cfg: DictConfig) -> dict:
     return result
 
 
+@with_key_hints("bench")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")
 def main(cfg: DictConfig) -> None:
     run(cfg)

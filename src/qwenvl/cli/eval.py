@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from qwenvl.cli.key_hints import with_key_hints
 from qwenvl.evaluation.benchmark import check_benchmarks, load_benchmark
 from qwenvl.evaluation.controls import check_control, sample_under
 from qwenvl.evaluation.gallery import write_gallery
@@ -141,6 +142,7 @@ def _device(rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+@with_key_hints("eval")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
     report = evaluate(

@@ -38,6 +38,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from qwenvl.cli.key_hints import with_key_hints
 from qwenvl.cli.known_keys import check_known_keys
 from qwenvl.cli.launch import check_launch, processes
 from qwenvl.cli.train import draw_losses, train
@@ -113,6 +114,7 @@ def _f(v) -> str:
     return "—" if v is None else f"{v:.3f}"
 
 
+@with_key_hints("pipeline")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="pipeline")
 def main(cfg: DictConfig) -> None:
     run = HydraConfig.get()

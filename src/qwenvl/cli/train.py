@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from qwenvl.cli.key_hints import with_key_hints
 from qwenvl.cli.known_keys import check_known_keys
 from qwenvl.cli.launch import check_run_dir
 from qwenvl.paths import CONF_DIR
@@ -206,6 +207,7 @@ def check_evaluation(cfg: DictConfig) -> None:
         )
 
 
+@with_key_hints("train")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Returns the metric named by `optimize` (for sweepers such as optuna)."""

@@ -1,0 +1,46 @@
+"""A misspelt key's error names the keys that exist where it went, closest first."""
+
+import sys
+
+import pytest
+
+from qwenvl.cli import train
+from qwenvl.cli.key_hints import hints, missing_keys
+
+
+def test_each_misspelt_key_gets_a_line_naming_the_keys_of_its_node():
+    lines = missing_keys("train", ["trainer.max_stepz=5", "max_steps=3", "stage.lrr=1", "traner.x=1"])
+    assert len(lines) == 3
+    assert lines[0].startswith("trainer.max_stepz: no such key. Did you mean max_steps?")
+    assert "The keys under trainer: " in lines[0] and "accumulate_grad_batches" in lines[0]
+    assert lines[1].startswith("stage.lrr: no such key. Did you mean lr?")
+    assert lines[2].startswith("traner.x: no such key. Did you mean trainer?")
+    assert "The keys at the top level: " in lines[2]
+
+
+def test_keys_are_looked_up_under_the_group_options_chosen():
+    # `max_objects` is a key of the `locate` stage alone, `stem` of the tiny encoder alone: the
+    # lookup applies the group options first, wherever they stand on the command line.
+    assert missing_keys("train", ["stage.max_objects={grounding:2}", "stage=locate"]) == []
+    assert missing_keys("train", ["stage.max_objects={grounding:2}"])[0].startswith(
+        "stage.max_objects: no such key."
+    )
+    assert missing_keys("train", ["encoder.stem=conv"]) == []
+    assert "The keys under encoder: " in missing_keys("train", ["encoder.stem=conv", "encoder=vit_l_14"])[0]
+    assert missing_keys("pipeline", ["steps.objects=3", "stages=[objects]"]) == []
+
+
+def test_sweeps_are_looked_up_at_their_first_value_and_bad_values_get_no_line():
+    assert missing_keys("train", ["trainer.max_stepz=5,6"])[0].startswith("trainer.max_stepz:")
+    assert missing_keys("train", ["max_steps=abc", "stage=multitsk"]) == []  # Hydra names these
+    assert hints("train", ["--config-dir", "/elsewhere", "stage.lrr=1"]) == []  # not reproducible
+
+
+def test_a_failed_app_prints_the_lines_after_hydras_message(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["qwenvl-train", "trainer.max_stepz=5"])
+    with pytest.raises(SystemExit) as stop:
+        train.main()
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert "Key 'max_stepz' is not in struct" in err  # Hydra's own message stays
+    assert err.index("not in struct") < err.index("Did you mean max_steps?")
