@@ -31,3 +31,17 @@ def test_predict_answers_a_prompt_about_an_image(tmp_path):
 def test_predict_names_a_missing_image(tmp_path):
     r = _run(["qwenvl.cli.predict", "image=nope.png"], tmp_path)
     assert r.returncode != 0 and "image not found: nope.png" in r.stderr
+
+
+def test_lightnings_cloud_logger_advert_is_dropped_and_its_other_messages_kept():
+    import logging
+
+    import qwenvl.cli.train  # noqa: F401  (installs the filter)
+
+    lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+
+    def record(msg):
+        return logging.LogRecord(lightning_log.name, logging.INFO, __file__, 1, msg, None, None)
+
+    assert not lightning_log.filter(record("💡 Tip: ... try installing [litlogger](https://...)"))
+    assert lightning_log.filter(record("GPU available: False, used: False"))

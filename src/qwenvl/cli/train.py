@@ -34,6 +34,10 @@ from qwenvl.training.module import QwenVLLitModule
 from qwenvl.training.stages import module_class
 
 log = logging.getLogger(__name__)
+# Lightning advertises a cloud logger at every fit; runs here send nothing anywhere, so drop it.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: "litlogger" not in record.getMessage()
+)
 PREEMPTED_EXIT = 128 + signal.SIGTERM  # 143: the exit code of a run stopped by SIGTERM
 
 
