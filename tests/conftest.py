@@ -72,3 +72,28 @@ def launch():
         return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 
     return run
+
+
+@pytest.fixture
+def run_app(monkeypatch, capsys):
+    """run_app(main, *argv) -> (exit code, stderr): a Hydra entry point run in this process, for
+    runs that fail before any work (a process of its own would spend seconds importing torch).
+    Hydra configures logging for the job; the root logger's handlers are put back afterwards, so
+    later tests do not log into this one's closed streams."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+
+    def run(main, *argv):
+        monkeypatch.setattr(sys, "argv", ["app", *argv])
+        try:
+            main()
+            code = 0
+        except SystemExit as stop:
+            code = stop.code
+        finally:
+            root.handlers[:], root.level = handlers, level
+        return code, capsys.readouterr().err
+
+    return run

@@ -6,6 +6,8 @@ import sys
 
 import torch
 
+from qwenvl.cli import pipeline
+
 
 def test_pipeline_chains_every_stage_and_evaluates(tmp_path):
     cmd = [
@@ -114,32 +116,24 @@ def test_a_bridge_between_resolutions_chains_and_keeps_the_image_gap(tmp_path):
     assert torch.equal(hp["bridge"]["state_dict"][key], warm["state_dict"][key])
 
 
-def test_a_misspelt_control_fails_before_any_stage_trains(tmp_path):
-    run_dir, controls = f"hydra.run.dir={tmp_path}", "eval.controls=[shuffled]"
-    cmd = [sys.executable, "-m", "qwenvl.cli.pipeline", run_dir, controls]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert r.returncode != 0 and "control='shuffled' is not one of ('grey', 'swapped')" in r.stderr
+def test_a_misspelt_control_fails_before_any_stage_trains(tmp_path, run_app):
+    code, err = run_app(pipeline.main, f"hydra.run.dir={tmp_path}", "eval.controls=[shuffled]")
+    assert code != 0 and "control='shuffled' is not one of ('grey', 'swapped')" in err
     assert not (tmp_path / "1_objects").exists()
 
 
-def test_a_misspelt_per_stage_entry_fails_before_any_stage_trains(tmp_path):
-    run_dir, typo = f"hydra.run.dir={tmp_path}", "+per_stage.multitsk=['stage.lr=1e-3']"
-    r = subprocess.run(
-        [sys.executable, "-m", "qwenvl.cli.pipeline", run_dir, typo],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert r.returncode != 0 and "per_stage names ['multitsk'], which are no stage; the stages: [" in r.stderr
+def test_a_misspelt_per_stage_entry_fails_before_any_stage_trains(tmp_path, run_app):
+    typo = "+per_stage.multitsk=['stage.lr=1e-3']"
+    code, err = run_app(pipeline.main, f"hydra.run.dir={tmp_path}", typo)
+    assert code != 0 and "per_stage names ['multitsk'], which are no stage; the stages: [" in err
     assert not (tmp_path / "1_objects").exists()
 
 
-def test_a_bad_stage_override_fails_before_any_stage_trains(tmp_path):
+def test_a_bad_stage_override_fails_before_any_stage_trains(tmp_path, run_app):
     # the override reaches `multitask` alone, fifth of six: it is still composed before the first
     typo = "per_stage.multitask=['stage.lr_scal.encoder=0.1']"
-    cmd = [sys.executable, "-m", "qwenvl.cli.pipeline", f"hydra.run.dir={tmp_path}", typo]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert r.returncode != 0 and "Could not override 'stage.lr_scal.encoder'" in r.stderr
+    code, err = run_app(pipeline.main, f"hydra.run.dir={tmp_path}", typo)
+    assert code != 0 and "Could not override 'stage.lr_scal.encoder'" in err
     assert not (tmp_path / "1_objects").exists()
 
 

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
-from qwenvl.cli import launch
+from qwenvl.cli import launch, pipeline
 from qwenvl.paths import CONF_DIR
 
 
@@ -124,10 +124,9 @@ def test_a_killed_fsdp_pipeline_resumes_to_the_weights_of_an_uninterrupted_one(t
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), stage
 
 
-def test_a_multi_process_pipeline_without_a_launcher_is_refused_before_training(tmp_path):
-    cmd = [sys.executable, "-m", "qwenvl.cli.pipeline", f"hydra.run.dir={tmp_path}", *TINY]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert r.returncode != 0 and "torchrun --nproc_per_node=2 -m qwenvl.cli.pipeline" in r.stderr
+def test_a_multi_process_pipeline_without_a_launcher_is_refused_before_training(tmp_path, run_app):
+    code, err = run_app(pipeline.main, f"hydra.run.dir={tmp_path}", *TINY)
+    assert code != 0 and "torchrun --nproc_per_node=2 -m qwenvl.cli.pipeline" in err
     assert not (tmp_path / "1_pretrain").exists()
 
 
