@@ -28,6 +28,9 @@ from qwenvl.training.stages import StageConfig, apply_freezing
 # `val/loss_<task>` is summed over ranks by hand (on_validation_epoch_end) and logged unsynced, the
 # same value on every rank; Lightning cannot know that and would advise `sync_dist=True`.
 warnings.filterwarnings("ignore", r".*self\.log\('val/loss_", PossibleUserWarning)
+# Lightning's pytree helper tests `isinstance(treespec, LeafSpec)`, which this torch deprecates: a
+# warning about Lightning's code in every run that nothing here can act on.
+warnings.filterwarnings("ignore", r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 class QwenVLLitModule(L.LightningModule):
