@@ -32,9 +32,11 @@ CONFIG_NAME_FLAGS = ("-cn", "--config-name")
 
 
 def missing_keys(config_name: str, overrides: list[str]) -> list[str]:
-    """One line per override (Hydra's command-line syntax) that sets a key `config_name` lacks once
-    the other overrides are applied; [] when every key exists. A sweep is looked up at its first
-    value; a `glob(...)` sweep over a group makes the structure unknowable here, so no lines."""
+    """One line per override (Hydra's command-line syntax) that sets a key `config_name` lacks,
+    looked up in the config the overrides before it composed to (group options first); [] when
+    every key exists. A sweep is looked up at its first value; a `glob(...)` sweep over a group
+    makes the structure unknowable here, so no lines. Clears Hydra's global state: call it only
+    when no app is running (after one failed)."""
     parsed = OverridesParser.create().parse_overrides(overrides)
     if any(o.value_type == ValueType.GLOB_CHOICE_SWEEP for o in parsed):
         return []
