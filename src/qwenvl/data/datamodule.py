@@ -9,6 +9,7 @@ from qwenvl.data.collate import Collator
 from qwenvl.data.robust import Guarded, GuardedStream
 from qwenvl.data.sample import Message, Sample
 from qwenvl.data.sampler import ResumableSampler, resumable_loader
+from qwenvl.data.stream_resume import ResumableStreamLoader
 from qwenvl.processor import QwenVLProcessor
 
 
@@ -69,17 +70,21 @@ class QwenVLDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, shuffle: bool, pack: bool | None = None) -> DataLoader:
         collator = self.collator(pack)
         encode = (lambda s: collator.encode(without_images(s))) if self.text_only else collator.encode
-        if isinstance(dataset, IterableDataset):  # streamed shards: no sampler, no mid-epoch resume
-            stream = GuardedStream(dataset, encode, self.on_error)
-            self._guards.append(stream.guard)
-            return DataLoader(
-                stream, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collator
-            )
-        guarded = Guarded(dataset, encode, self.on_error)
-        self._guards.append(guarded)
         skip = 0
         if shuffle:  # the training loader: a resumed epoch's first pass starts where it stopped
             skip, self.resume_samples = self.resume_samples, 0
+        if isinstance(dataset, IterableDataset):  # streamed shards: no sampler; read past on resume
+            stream = GuardedStream(dataset, encode, self.on_error)
+            self._guards.append(stream.guard)
+            return ResumableStreamLoader(
+                stream,
+                skip_batches=skip // self.batch_size,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                collate_fn=collator,
+            )
+        guarded = Guarded(dataset, encode, self.on_error)
+        self._guards.append(guarded)
         loader = resumable_loader(
             guarded, self.batch_size, self.num_workers, self.seed, shuffle, collator, skip=skip
         )

@@ -58,9 +58,9 @@ class GuardedStream(IterableDataset):
             try:
                 yield g.fn(sample)
             except Exception as e:  # one bad sample must not end a run
-                message = (
-                    f"{sample.meta.get('source', 'stream')}, record {sample.id or i}: {type(e).__name__}: {e}"
-                )
+                # getattr: the message must not fail on an item that is no Sample at all
+                source = getattr(sample, "meta", {}).get("source", "stream")
+                message = f"{source}, record {getattr(sample, 'id', None) or i}: {type(e).__name__}: {e}"
                 if g.on_error == "raise":
                     raise DataError(message) from e
                 g.skipped[type(e).__name__] += 1
