@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from qwenvl import boxes
+from qwenvl.cli.key_hints import with_key_hints
 from qwenvl.models.build import build_model, load_tokenizer
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.paths import CONF_DIR
@@ -39,6 +40,7 @@ def predict(model: QwenVLModel, processor: QwenVLProcessor, image, prompt: str, 
     return processor.decode(new[0], skip_special_tokens=False)
 
 
+@with_key_hints("predict")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="predict")
 def main(cfg: DictConfig) -> None:
     torch.manual_seed(cfg.seed)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from PIL import Image, ImageDraw
 
 from qwenvl import boxes
+from qwenvl.cli.key_hints import with_key_hints
 from qwenvl.cli.predict import predict
 from qwenvl.models.build import build_model, load_tokenizer
 from qwenvl.models.qwen_vl import QwenVLModel
@@ -36,6 +37,7 @@ def scene() -> tuple[Image.Image, list[boxes.Grounding]]:
     return img, [boxes.Grounding(ref, boxes.to_norm(b, 224, 224)) for ref, b in truth.items()]
 
 
+@with_key_hints("smoke")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="smoke")
 def main(cfg: DictConfig) -> None:
     torch.manual_seed(cfg.seed)
