@@ -66,9 +66,9 @@ def _first_value(o: Override) -> str:
 def _missing(cfg: DictConfig, o: Override) -> str | None:
     """The line for `o` if a segment of its dotted key is not in `cfg`, else None (the override
     failed for another reason: a bad value, a group option, which Hydra's message names)."""
-    if o.package is not None or o.key_or_group.startswith("hydra") or "/" in o.key_or_group:
-        return None
     parts = o.key_or_group.split(".")
+    if o.package is not None or parts[0] == "hydra" or "/" in o.key_or_group:
+        return None  # Hydra's own settings, and group options, which Hydra's message lists
     node = cfg
     for depth, part in enumerate(parts):
         if not isinstance(node, DictConfig):
