@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -76,8 +77,8 @@ def launch():
 
 @pytest.fixture
 def run_app(monkeypatch, capsys):
-    """run_app(main, *argv) -> (exit code, stderr): a Hydra entry point run in this process, for
-    runs that fail before any work (a process of its own would spend seconds importing torch).
+    """run_app(main, *argv) -> .code, .out, .err: a Hydra entry point run in this process, for
+    short runs (a process of its own would spend seconds importing torch).
     Hydra configures logging for the job; the root logger's handlers are put back afterwards, so
     later tests do not log into this one's closed streams."""
     import logging
@@ -94,6 +95,7 @@ def run_app(monkeypatch, capsys):
             code = stop.code
         finally:
             root.handlers[:], root.level = handlers, level
-        return code, capsys.readouterr().err
+        captured = capsys.readouterr()
+        return SimpleNamespace(code=code, out=captured.out, err=captured.err)
 
     return run

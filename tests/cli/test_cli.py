@@ -3,7 +3,12 @@
 import subprocess
 import sys
 
+from hydra import compose, initialize_config_dir
 from PIL import Image
+
+from qwenvl.cli import predict, train
+from qwenvl.evaluation.load import load_for_eval
+from qwenvl.paths import CONF_DIR
 
 
 def _run(args, cwd):
@@ -28,9 +33,27 @@ def test_predict_answers_a_prompt_about_an_image(tmp_path):
     assert "answer:" in r.stdout and "Answer:" in r.stdout
 
 
-def test_predict_names_a_missing_image(tmp_path):
-    r = _run(["qwenvl.cli.predict", "image=nope.png"], tmp_path)
-    assert r.returncode != 0 and "image not found: nope.png" in r.stderr
+def test_predict_names_a_missing_image(tmp_path, run_app):
+    r = run_app(predict.main, f"image={tmp_path}/nope.png")
+    assert r.code != 0 and f"image not found: {tmp_path}/nope.png" in str(r.code)
+
+
+def test_predict_answers_from_a_training_checkpoint_as_the_trained_model_does(tmp_path, run_app):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=["logger=none", "callbacks.progress=null", "callbacks.benchmark_validation=null"]
+            + [f"paths.output_dir={tmp_path}", "max_steps=2", "data.batch_size=2", "data.val.size=2"],
+        )
+    ckpt = train.train(cfg)["checkpoint"]
+    Image.new("RGB", (120, 90), "orange").save(tmp_path / "img.png")
+    args = ["image=" + str(tmp_path / "img.png"), "prompt=What colour?", "task=vqa", "max_new_tokens=4"]
+    r = run_app(predict.main, f"ckpt={ckpt}", *args)
+    assert r.code == 0, r.err[-2000:]
+    model, processor = load_for_eval(ckpt)  # what evaluation reads from the same file
+    image = processor.load_image(tmp_path / "img.png")
+    prompt = processor.build_prompt("What colour?", 1, task="vqa", fmt="plain", lang="en")
+    assert f"answer: {predict.predict(model, processor, image, prompt, max_new_tokens=4)!r}" in r.out
 
 
 def test_lightnings_cloud_logger_advert_is_dropped_and_its_other_messages_kept():

@@ -33,7 +33,7 @@ def test_sweeps_are_looked_up_at_their_first_value_and_bad_values_get_no_line():
 
 
 def test_a_failed_app_prints_the_lines_after_hydras_message(run_app):
-    code, err = run_app(train.main, "trainer.max_stepz=5")
-    assert code == 1
-    assert "Key 'max_stepz' is not in struct" in err  # Hydra's own message stays
-    assert err.index("not in struct") < err.index("Did you mean max_steps?")
+    r = run_app(train.main, "trainer.max_stepz=5")
+    assert r.code == 1
+    assert "Key 'max_stepz' is not in struct" in r.err  # Hydra's own message stays
+    assert r.err.index("not in struct") < r.err.index("Did you mean max_steps?")

@@ -117,23 +117,23 @@ def test_a_bridge_between_resolutions_chains_and_keeps_the_image_gap(tmp_path):
 
 
 def test_a_misspelt_control_fails_before_any_stage_trains(tmp_path, run_app):
-    code, err = run_app(pipeline.main, f"hydra.run.dir={tmp_path}", "eval.controls=[shuffled]")
-    assert code != 0 and "control='shuffled' is not one of ('grey', 'swapped')" in err
+    r = run_app(pipeline.main, f"hydra.run.dir={tmp_path}", "eval.controls=[shuffled]")
+    assert r.code != 0 and "control='shuffled' is not one of ('grey', 'swapped')" in r.err
     assert not (tmp_path / "1_objects").exists()
 
 
 def test_a_misspelt_per_stage_entry_fails_before_any_stage_trains(tmp_path, run_app):
     typo = "+per_stage.multitsk=['stage.lr=1e-3']"
-    code, err = run_app(pipeline.main, f"hydra.run.dir={tmp_path}", typo)
-    assert code != 0 and "per_stage names ['multitsk'], which are no stage; the stages: [" in err
+    r = run_app(pipeline.main, f"hydra.run.dir={tmp_path}", typo)
+    assert r.code != 0 and "per_stage names ['multitsk'], which are no stage; the stages: [" in r.err
     assert not (tmp_path / "1_objects").exists()
 
 
 def test_a_bad_stage_override_fails_before_any_stage_trains(tmp_path, run_app):
     # the override reaches `multitask` alone, fifth of six: it is still composed before the first
     typo = "per_stage.multitask=['stage.lr_scal.encoder=0.1']"
-    code, err = run_app(pipeline.main, f"hydra.run.dir={tmp_path}", typo)
-    assert code != 0 and "Could not override 'stage.lr_scal.encoder'" in err
+    r = run_app(pipeline.main, f"hydra.run.dir={tmp_path}", typo)
+    assert r.code != 0 and "Could not override 'stage.lr_scal.encoder'" in r.err
     assert not (tmp_path / "1_objects").exists()
 
 

@@ -125,8 +125,8 @@ def test_a_killed_fsdp_pipeline_resumes_to_the_weights_of_an_uninterrupted_one(t
 
 
 def test_a_multi_process_pipeline_without_a_launcher_is_refused_before_training(tmp_path, run_app):
-    code, err = run_app(pipeline.main, f"hydra.run.dir={tmp_path}", *TINY)
-    assert code != 0 and "torchrun --nproc_per_node=2 -m qwenvl.cli.pipeline" in err
+    r = run_app(pipeline.main, f"hydra.run.dir={tmp_path}", *TINY)
+    assert r.code != 0 and "torchrun --nproc_per_node=2 -m qwenvl.cli.pipeline" in r.err
     assert not (tmp_path / "1_pretrain").exists()
 
 

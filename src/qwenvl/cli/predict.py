@@ -2,6 +2,7 @@
 
 qwenvl-predict image=photo.jpg prompt="What is in the picture?" task=vqa ckpt=runs/x/model
 qwenvl-predict image=photo.jpg prompt="the red circle" task=grounding out=boxes.png
+qwenvl-predict image=photo.jpg prompt="What colour?" task=vqa ckpt=runs/x/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from omegaconf import DictConfig
 
 from qwenvl import boxes
 from qwenvl.cli.key_hints import with_key_hints
+from qwenvl.evaluation.load import load_for_eval
 from qwenvl.models.build import build_model, load_tokenizer
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.paths import CONF_DIR
@@ -23,6 +25,8 @@ from qwenvl.visualize import draw_groundings
 
 def load(cfg: DictConfig) -> tuple[QwenVLModel, QwenVLProcessor]:
     """The model and processor from `ckpt`, or freshly built from the config groups."""
+    if cfg.ckpt and not Path(cfg.ckpt, "config.json").is_file():
+        return load_for_eval(cfg.ckpt)  # a training .ckpt, or an error naming what is expected
     if cfg.ckpt:
         model = QwenVLModel.from_pretrained(cfg.ckpt)
         if Path(cfg.ckpt, "processor_config.json").is_file():
