@@ -1,8 +1,6 @@
 """qwenvl-bench and the data-pipeline benchmark run and report their figures."""
 
 import re
-import subprocess
-import sys
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -23,15 +21,12 @@ def _number(label: str, text: str) -> float:
     return float(match.group(1).replace(",", ""))
 
 
-def test_tiny_bench_on_cpu_reports_throughput(tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "qwenvl.cli.bench", "device=cpu", "steps=2", "warmup=1",
-         "batch_size=2", "text_tokens=32"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert _number("tokens/s", r.stdout) > 0 and _number("samples/s", r.stdout) > 0
-    assert "peak memory" in r.stdout and "MFU" in r.stdout
+def test_tiny_bench_on_cpu_reports_throughput(tmp_path, run_app, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # its run directory is relative, under runs/bench/
+    r = run_app(bench.main, "device=cpu", "steps=2", "warmup=1", "batch_size=2", "text_tokens=32")
+    assert r.code == 0, r.err[-2000:]
+    assert _number("tokens/s", r.out) > 0 and _number("samples/s", r.out) > 0
+    assert "peak memory" in r.out and "MFU" in r.out
     assert list(tmp_path.glob("runs/bench/*/*/bench.json"))
 
 

@@ -23,14 +23,12 @@ def test_smoke_builds_answers_and_round_trips(tmp_path):
     assert (tmp_path / "smoke" / "scene_truth.png").is_file()
 
 
-def test_predict_answers_a_prompt_about_an_image(tmp_path):
+def test_predict_answers_a_prompt_about_an_image(tmp_path, run_app):
     Image.new("RGB", (120, 90), "orange").save(tmp_path / "img.png")
-    r = _run(
-        ["qwenvl.cli.predict", "image=img.png", "prompt=What colour?", "task=vqa", "max_new_tokens=3"],
-        tmp_path,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "answer:" in r.stdout and "Answer:" in r.stdout
+    args = [f"image={tmp_path}/img.png", "prompt=What colour?", "task=vqa", "max_new_tokens=3"]
+    r = run_app(predict.main, *args)
+    assert r.code == 0, r.err[-2000:]
+    assert "answer:" in r.out and "Answer:" in r.out
 
 
 def test_predict_names_a_missing_image(tmp_path, run_app):
@@ -38,7 +36,7 @@ def test_predict_names_a_missing_image(tmp_path, run_app):
     assert r.code != 0 and f"image not found: {tmp_path}/nope.png" in str(r.code)
 
 
-def test_predict_answers_from_a_training_checkpoint_as_the_trained_model_does(tmp_path, run_app):
+def test_predict_answers_from_a_training_checkpoint_as_evaluation_loads_it(tmp_path, run_app):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
             config_name="train",

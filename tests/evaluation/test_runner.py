@@ -97,22 +97,21 @@ def test_multiple_choice_picks_an_offered_letter(model, proc):
     assert score([record], ["choice_acc"])["acc"] in (0.0, 100.0)
 
 
-def test_eval_cli_writes_results_that_a_leaderboard_reads(model, proc, tmp_path):
+def test_eval_cli_writes_results_that_a_leaderboard_reads(model, proc, tmp_path, run_app):
+    from qwenvl.cli import eval as eval_cli
+
     model.save_pretrained(tmp_path / "m")
     proc.save_pretrained(tmp_path / "m")
     for run in ("a", "b"):
-        cmd = [
-            sys.executable,
-            "-m",
-            "qwenvl.cli.eval",
+        r = run_app(
+            eval_cli.main,
             f"ckpt={tmp_path / 'm'}",
             "limit=4",
             "benchmarks=[synthetic_vqa,synthetic_grounding]",
             f"hydra.run.dir={tmp_path / run}",
             f"batch_size={2 if run == 'a' else 4}",
-        ]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stderr[-2000:]
+        )
+        assert r.code == 0, r.err[-2000:]
     report = json.loads((tmp_path / "a" / "results.json").read_text())
     assert set(report["benchmarks"]) == {"synthetic_vqa", "synthetic_grounding"}
     for name in report["benchmarks"]:  # a picture of the first predictions beside the scores

@@ -6,7 +6,7 @@ import signal
 import pytest
 import torch
 
-from qwenvl.cli.train import PREEMPTED_EXIT
+from qwenvl.cli.train import PREEMPTED_EXIT, main
 
 STEPS = 12
 COMMON = [
@@ -77,14 +77,15 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path, train, wait_for_ste
     assert 50 < ckpt["global_step"] < 100  # saved on the signal, between two periodic checkpoints
 
 
-def test_resuming_a_finished_run_keeps_its_validation_results(tmp_path, train):
+def test_resuming_a_finished_run_keeps_its_validation_results(tmp_path, run_app):
     """`ckpt_path=last` on a run that had finished trains nothing: its results.json is rewritten
     with the same validation losses (the restored weights validated again), not emptied."""
     out = tmp_path / "done"
-    train(out, "stage=multitask", "max_steps=3")
+    args = [f"hydra.run.dir={out}", *COMMON, "stage=multitask", "max_steps=3"]
+    assert run_app(main, *args).code == 0  # in this process: two runs of 3 steps need no own
     first = json.loads((out / "results.json").read_text())["benchmarks"]["val"]["metrics"]
     assert "loss" in first
-    train(out, "stage=multitask", "max_steps=3", "ckpt_path=last")
+    assert run_app(main, *args, "ckpt_path=last").code == 0
     again = json.loads((out / "results.json").read_text())["benchmarks"]["val"]["metrics"]
     assert again == first
     assert len(json.loads((out / "losses.json").read_text())["losses"]) == 3  # the history kept
