@@ -34,7 +34,7 @@ def _batches(loader):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_the_first_pass_after_a_resume_starts_where_the_interrupted_one_stopped(workers):
+def test_the_first_pass_after_a_resume_starts_where_the_interrupted_one_stopped(workers, caplog):
     def loader(**kw):
         stream = GuardedStream(Numbers(23), _encode)
         return kw.pop("cls", DataLoader)(stream, batch_size=3, num_workers=workers, **kw)
@@ -42,7 +42,9 @@ def test_the_first_pass_after_a_resume_starts_where_the_interrupted_one_stopped(
     full = _batches(loader())
     assert len(full) >= 6 and sum(len(b) for b in full) == 23 - 4  # 3, 8, 13 and 18 skipped
     resumed = loader(cls=ResumableStreamLoader, skip_batches=4)
-    assert _batches(resumed) == full[4:]
+    with caplog.at_level("INFO", logger="qwenvl.data.stream_resume"):
+        assert _batches(resumed) == full[4:]
+    assert "reading past the 4 batches" in caplog.text and "3 of 4 batches read past" in caplog.text
     assert _batches(resumed) == full  # the next epoch reads the stream from its start
     past_the_end = loader(cls=ResumableStreamLoader, skip_batches=len(full) + 2)
     assert _batches(past_the_end) == full  # shards changed under the run: the epoch starts over

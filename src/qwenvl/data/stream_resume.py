@@ -33,7 +33,10 @@ class ResumableStreamLoader(DataLoader):
             return batches
         log.info("resuming a streamed epoch: reading past the %d batches it had trained on", skip)
         end = object()  # a collate function may return anything, None included
+        every = max(1, skip // 10)  # a long skip reports as it goes (a log, not a bar: Lightning's is live)
         for dropped in range(skip):
+            if dropped and dropped % every == 0:
+                log.info("... %d of %d batches read past", dropped, skip)
             if next(batches, end) is end:
                 log.warning(
                     "the stream ended after %d of the %d batches to skip (have its shards changed "
