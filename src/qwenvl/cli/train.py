@@ -32,6 +32,7 @@ from qwenvl.training.export import EXPORT_NAME, export_full_model
 from qwenvl.training.loss_chart import loss_png, read_losses, write_losses
 from qwenvl.training.module import QwenVLLitModule
 from qwenvl.training.stages import module_class
+from qwenvl.training.wandb_resume import resume_kwargs
 
 log = logging.getLogger(__name__)
 # Lightning advertises a cloud logger at every fit; runs here send nothing anywhere, so drop it.
@@ -59,7 +60,9 @@ def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Tr
     datamodule = module.datamodule(cfg)  # the stage's module knows what it learns from
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     callbacks += [LossHistory(), PreemptionCheckpoint(Path(cfg.paths.output_dir) / "checkpoints")]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    resuming = _resolve_ckpt(cfg) is not None  # a resumed run logs on to its W&B run
+    logger_cfgs = [c for c in (cfg.get("logger") or {}).values() if c is not None]
+    loggers = [instantiate(c, **resume_kwargs(c, resuming)) for c in logger_cfgs]
     trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
