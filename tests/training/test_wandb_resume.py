@@ -15,6 +15,8 @@ def test_the_newest_run_folder_gives_the_id(tmp_path):
         (tmp_path / "wandb" / name).mkdir(parents=True)
     (tmp_path / "wandb" / "offline-run-20261101_120000-cccc3333").mkdir()
     assert previous_run_id(tmp_path) == "bbbb2222"  # by time, whatever the folder's prefix
+    (tmp_path / "wandb" / "run-20261102_090000-dddd4444-1").mkdir()  # same second, W&B's suffix
+    assert previous_run_id(tmp_path) == "dddd4444"
 
 
 def test_only_an_online_resume_of_a_run_that_logged_continues_it(tmp_path):

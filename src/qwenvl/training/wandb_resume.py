@@ -14,16 +14,23 @@ from the checkpoint's, so both parts sync whole.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 WANDB_TARGET = "lightning.pytorch.loggers.WandbLogger"
 
 
+# `[offline-]run-<time>-<id>`, and `-<n>` after it when a run of that id started in the same second
+RUN_DIR = re.compile(r"(?:offline-)?run-(\d{8}_\d{6})-([A-Za-z0-9]+)(?:-(\d+))?")
+
+
 def previous_run_id(save_dir: str | Path) -> str | None:
     """The id of the newest W&B run under `save_dir/wandb`, or None when there is none."""
-    runs = [p.name.rsplit("-", 2) for p in (Path(save_dir) / "wandb").glob("*run-*-*") if p.is_dir()]
-    runs = [(time, run_id) for _, time, run_id in (r for r in runs if len(r) == 3)]
-    return max(runs)[1] if runs else None
+    runs = []
+    for folder in (Path(save_dir) / "wandb").glob("*run-*"):
+        if folder.is_dir() and (m := RUN_DIR.fullmatch(folder.name)):
+            runs.append((m.group(1), int(m.group(3) or 0), m.group(2)))
+    return max(runs)[2] if runs else None
 
 
 def resume_kwargs(logger_cfg, resuming: bool) -> dict:
