@@ -76,9 +76,10 @@ def launch():
 
 
 @pytest.fixture
-def run_app(monkeypatch, capsys):
+def run_app(monkeypatch, capsys, tmp_path):
     """run_app(main, *argv) -> .code, .out, .err: a Hydra entry point run in this process, for
-    short runs (a process of its own would spend seconds importing torch).
+    short runs (a process of its own would spend seconds importing torch), in `tmp_path` as its
+    working directory (apps whose run directory is relative, or `.`, write there).
     Hydra configures logging for the job; the root logger's handlers are put back afterwards, so
     later tests do not log into this one's closed streams."""
     import logging
@@ -88,6 +89,7 @@ def run_app(monkeypatch, capsys):
 
     def run(main, *argv):
         monkeypatch.setattr(sys, "argv", ["app", *argv])
+        monkeypatch.chdir(tmp_path)
         try:
             main()
             code = 0

@@ -21,8 +21,7 @@ def _number(label: str, text: str) -> float:
     return float(match.group(1).replace(",", ""))
 
 
-def test_tiny_bench_on_cpu_reports_throughput(tmp_path, run_app, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # its run directory is relative, under runs/bench/
+def test_tiny_bench_on_cpu_reports_throughput(tmp_path, run_app):
     r = run_app(bench.main, "device=cpu", "steps=2", "warmup=1", "batch_size=2", "text_tokens=32")
     assert r.code == 0, r.err[-2000:]
     assert _number("tokens/s", r.out) > 0 and _number("samples/s", r.out) > 0

@@ -76,12 +76,17 @@ def _missing(cfg: DictConfig, o: Override) -> str | None:
         keys = sorted(str(k) for k in node.keys())
         if part not in keys:
             where = ".".join(parts[:depth])
-            close = difflib.get_close_matches(part, keys, n=3, cutoff=0.6)
-            guess = f" Did you mean {' or '.join(close)}?" if close else ""
             under = f"under {where}" if where else "at the top level"
+            guess = did_you_mean(part, keys)
             return f"{o.key_or_group}: no such key.{guess} The keys {under}: {', '.join(keys)}"
         node = node._get_node(part)  # the node itself: its value may interpolate the run's state
     return None
+
+
+def did_you_mean(word: str, options: list[str]) -> str:
+    """` Did you mean a or b?` for the options closest to a misspelt `word`; "" when none is close."""
+    close = difflib.get_close_matches(word, options, n=3, cutoff=0.6)
+    return f" Did you mean {' or '.join(close)}?" if close else ""
 
 
 def _argv_overrides(argv: list[str]) -> tuple[str, list[str]] | None:

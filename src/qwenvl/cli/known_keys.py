@@ -14,6 +14,8 @@ from __future__ import annotations
 from hydra import compose
 from omegaconf import DictConfig
 
+from qwenvl.cli.key_hints import did_you_mean
+
 # Nodes whose keys are the same whichever group options are chosen.
 FIXED_NODES = ("evaluate", "parallel", "eval", "paths")
 CHOICES = ("experiment", "hparams_search")  # groups that may bring settings of their own
@@ -36,7 +38,8 @@ def check_known_keys(
     if unknown:
         key, there = unknown[0]
         more = f" (and {', '.join(k for k, _ in unknown[1:])})" if len(unknown) > 1 else ""
+        guess = did_you_mean(key.rpartition(".")[2], there)
         raise ValueError(
-            f"{key}{more}: no such setting, so nothing would read it (a `+` adds any key). The "
-            f"settings there: {', '.join(there)}"
+            f"{key}{more}: no such setting, so nothing would read it (a `+` adds any key).{guess} "
+            f"The settings there: {', '.join(there)}"
         )
