@@ -1,17 +1,24 @@
-"""GPU training: bf16 autocast, SDPA attention, gradient accumulation, MFU logging, FSDP2 on one device.
+"""GPU training: bf16 autocast, SDPA attention, gradient accumulation, MFU logging, FSDP2 on one device
+(its export gathered over NCCL, the pipeline's stages chained through it).
 
 Every test here is marked `gpu` and skipped, visibly, without a CUDA device (tests/conftest.py).
 """
 
 import csv
+import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from safetensors.torch import load_file
+from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
 from qwenvl import QwenVLModel
 from qwenvl.cli import bench
+from qwenvl.evaluation.load import load_for_eval
 from qwenvl.models import LLMConfig, ResamplerConfig
 from qwenvl.paths import CONF_DIR
 
@@ -86,6 +93,35 @@ def test_fsdp2_on_one_gpu_in_bf16_saves_a_sharded_checkpoint(tmp_path, train_cli
     assert "FSDP2: 6 units sharded over 1 ranks" in r.stdout + r.stderr
     last = out / "checkpoints" / "last.ckpt"
     assert last.is_dir() and list(last.glob("*.distcp"))
+    # The full model, gathered from the shards over NCCL, equals the shards tensor for tensor.
+    exported = out / "checkpoints" / "last.model"
+    load_for_eval(exported)  # strict: every weight there, none extra
+    full = load_file(exported / "model.safetensors")
+    dcp_to_torch_save(last, tmp_path / "consolidated.pt")
+    shards = torch.load(tmp_path / "consolidated.pt", weights_only=True)["state_dict"]
+    assert full.keys() == {k.removeprefix("model.") for k in shards}
+    assert all(torch.equal(v, shards[f"model.{k}"].cpu()) for k, v in full.items())
+
+
+def test_pipeline_on_one_gpu_chains_fsdp_stages_through_the_exported_model(tmp_path):
+    out = tmp_path / "pipeline"
+    tiny = ["logger=none", "callbacks.progress=null", "trainer=fsdp", "trainer.accelerator=gpu",
+            "trainer.devices=1", "stages=[pretrain,sft]", "steps.pretrain=2", "steps.sft=2",
+            "data.batch_size=2", "data.train.size=40", "data.val.size=4", "eval.limit=4",
+            "eval.resamples=20", "eval.gallery=0", "eval.gap_samples=4",
+            "eval.benchmarks=[synthetic_vqa]", "eval.controls=[swapped]"]  # fmt: skip
+    cmd = [sys.executable, "-m", "qwenvl.cli.pipeline", f"hydra.run.dir={out}", *tiny]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    stages = json.loads((out / "summary.json").read_text())["stages"]
+    for i, name in enumerate(("pretrain", "sft"), start=1):
+        assert stages[name]["checkpoint"] == str(out / f"{i}_{name}" / "checkpoints" / "last.model")
+    pretrain = load_file(out / "1_pretrain" / "checkpoints" / "last.model" / "model.safetensors")
+    sft = load_file(out / "2_sft" / "checkpoints" / "last.model" / "model.safetensors")
+    # sft freezes the encoder: pretrain's weights exactly (its position table re-gridded to 448 px)
+    encoder = [k for k in pretrain if k.startswith("encoder.") and k != "encoder.positional_embedding"]
+    assert encoder and all(torch.equal(pretrain[k], sft[k]) for k in encoder)
+    assert not torch.equal(pretrain["adapter.query"], sft["adapter.query"])
 
 
 def test_bench_on_cuda_reports_bf16_throughput_and_mfu():
