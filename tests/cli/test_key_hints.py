@@ -1,6 +1,6 @@
 """A misspelt key's error names the keys that exist where it went, closest first."""
 
-from qwenvl.cli import train
+from qwenvl.cli import pipeline, train
 from qwenvl.cli.key_hints import hints, missing_keys
 
 
@@ -37,3 +37,12 @@ def test_a_failed_app_prints_the_lines_after_hydras_message(run_app):
     assert r.code == 1
     assert "Key 'max_stepz' is not in struct" in r.err  # Hydra's own message stays
     assert r.err.index("not in struct") < r.err.index("Did you mean max_steps?")
+
+
+def test_a_misspelt_key_in_per_stage_names_its_stage_and_the_keys_there(run_app, tmp_path):
+    misspelt = "per_stage.multitask=['stage.lr_scale.encodr=0.1']"
+    r = run_app(pipeline.main, f"hydra.run.dir={tmp_path}", misspelt)
+    assert r.code == 1
+    assert "stage 5 (multitask), with per_stage.multitask=['stage.lr_scale.encodr=0.1']" in r.err
+    assert "stage.lr_scale.encodr: no such key. Did you mean encoder? The keys under stage.lr_scale:" in r.err
+    assert not (tmp_path / "1_objects").exists()  # refused before the first stage trains

@@ -37,23 +37,29 @@ def missing_keys(config_name: str, overrides: list[str]) -> list[str]:
     every key exists. A sweep is looked up at its first value; a `glob(...)` sweep over a group
     makes the structure unknowable here, so no lines. Clears Hydra's global state: call it only
     when no app is running (after one failed)."""
+    GlobalHydra.instance().clear()  # the failed app may have left its own instance behind
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return missing_keys_with(lambda ov: compose(config_name=config_name, overrides=ov), overrides)
+
+
+def missing_keys_with(compose_with: Callable[[list[str]], DictConfig], overrides: list[str]) -> list[str]:
+    """`missing_keys` with the composition given: `compose_with(overrides)` composes the app's
+    config; usable inside a running app (the pipeline checks each stage's overrides with it)."""
     parsed = OverridesParser.create().parse_overrides(overrides)
     if any(o.value_type == ValueType.GLOB_CHOICE_SWEEP for o in parsed):
         return []
     # Group choices and top-level keys first: a dotted key may exist only under a chosen option.
     parsed.sort(key=lambda o: "." in o.key_or_group)
-    GlobalHydra.instance().clear()  # the failed app may have left its own instance behind
     lines, applied = [], []
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name=config_name)
-        for o in parsed:
-            try:
-                cfg = compose(config_name=config_name, overrides=applied + [_first_value(o)])
-            except Exception:  # noqa: BLE001 (any failure: look the key up in what composed)
-                line = _missing(cfg, o) if o.type == OverrideType.CHANGE else None
-                lines += [line] if line else []
-            else:
-                applied.append(_first_value(o))
+    cfg = compose_with([])
+    for o in parsed:
+        try:
+            cfg = compose_with(applied + [_first_value(o)])
+        except Exception:  # noqa: BLE001 (any failure: look the key up in what composed)
+            line = _missing(cfg, o) if o.type == OverrideType.CHANGE else None
+            lines += [line] if line else []
+        else:
+            applied.append(_first_value(o))
     return lines
 
 

@@ -35,10 +35,11 @@ from typing import NamedTuple
 import hydra
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from qwenvl.cli.key_hints import with_key_hints
+from qwenvl.cli.key_hints import missing_keys_with, with_key_hints
 from qwenvl.cli.known_keys import check_known_keys
 from qwenvl.cli.launch import check_launch, processes
 from qwenvl.cli.train import draw_losses, train
@@ -200,7 +201,7 @@ def check_stages(cfg: DictConfig, user: list[str]) -> None:
             raise ValueError(
                 f"steps.{stage}={steps!r}; a stage trains at least 1 step (or leave it out of stages)"
             )
-        composed = compose(config_name="pipeline", overrides=stage_overrides(cfg, user, i, stage, None))
+        composed = _compose_stage(cfg, user, i, stage)
         if (n := processes(composed.trainer)) != world:  # e.g. a per-stage trainer=ddp
             raise ValueError(
                 f"stage {i} ({stage}): its trainer asks for {n} processes, the run's for {world}: every "
@@ -210,6 +211,20 @@ def check_stages(cfg: DictConfig, user: list[str]) -> None:
             StageConfig.from_mapping(OmegaConf.to_container(composed.stage, resolve=True))
         except (TypeError, ValueError) as e:
             raise ValueError(f"stage {i} ({stage}): {e}") from e
+
+
+def _compose_stage(cfg: DictConfig, user: list[str], i: int, stage: str) -> DictConfig:
+    """Stage `i`'s config; a composition error says which stage and `per_stage` entry it came from
+    and, for a misspelt key, the keys that exist there (Hydra's message names neither)."""
+    overrides = stage_overrides(cfg, user, i, stage, None)
+    try:
+        return compose(config_name="pipeline", overrides=overrides)
+    except ConfigCompositionException as e:
+        own = list((cfg.get("per_stage") or {}).get(stage, []))
+        where = f"stage {i} ({stage})" + (f", with per_stage.{stage}={own}" if own else "")
+        hints = missing_keys_with(lambda ov: compose(config_name="pipeline", overrides=ov), overrides)
+        # from None: the message holds what the chained composition traceback would (pages of it)
+        raise ValueError("\n".join([f"{where}: {e}", *hints])) from None
 
 
 def check_eval(cfg: DictConfig) -> None:
