@@ -64,6 +64,57 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, stage, workers, wait_
         assert torch.equal(a[k], b[k]), k
 
 
+def _write_pair_shards(root, n_shards: int, per_shard: int) -> str:
+    """WebDataset shards of small random pictures with captions; returns their brace pattern."""
+    import io
+
+    import webdataset as wds
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for s in range(n_shards):
+        with wds.TarWriter(str(root / f"pairs-{s:06d}.tar")) as sink:
+            for i in range(per_shard):
+                pixels = torch.randint(0, 256, (32, 32, 3), generator=g, dtype=torch.uint8).numpy()
+                png = io.BytesIO()
+                Image.fromarray(pixels).save(png, format="PNG")
+                sink.write(
+                    {"__key__": f"s{s}_{i:03d}", "png": png.getvalue(), "txt": f"picture {s} {i}".encode()}
+                )
+    return f"pairs-{{000000..{n_shards - 1:06d}}}.tar"
+
+
+def test_killed_run_on_streamed_shards_resumes_to_identical_weights(tmp_path, wait_for_step, launch):
+    """The stream has no sampler to restore: the resumed epoch reads past what it had trained on."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    pattern = _write_pair_shards(shards, n_shards=4, per_shard=10)  # 20 batches of 2 an epoch
+    stream = ["logger=none", "stage=pretrain", "data=webdataset", f"data_root={shards}",
+              f"data.train.annotation_file='{pattern}'", "data.batch_size=2", "data.num_workers=2",
+              f"max_steps={STEPS}", "checkpoint_every=1", "adapter.num_queries=16",
+              "callbacks.progress=null"]  # fmt: skip
+
+    def train(out, *extra, wait=True):
+        r = launch("qwenvl.cli.train", out, *stream, *extra, wait=wait)
+        assert not wait or r.returncode == 0, r.stderr[-3000:]
+        return r
+
+    train(tmp_path / "straight")
+    proc = train(tmp_path / "killed", wait=False)
+    wait_for_step(tmp_path / "killed", 6, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True)[
+        "global_step"
+    ]
+    assert killed_at < STEPS
+    train(tmp_path / "killed", "ckpt_path=last")
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
 def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path, train, wait_for_step):
     out = tmp_path / "term"
     proc = train(out, "stage=multitask", "checkpoint_every=50", "max_steps=400", wait=False)
