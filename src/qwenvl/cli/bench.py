@@ -33,6 +33,7 @@ from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.paths import CONF_DIR
 from qwenvl.tokenizer import IMG_END, IMG_PAD, IMG_START, SPECIAL_TOKENS, QwenVLTokenizer
 from qwenvl.training.flops import PARTS, StepFlops, model_step_flops
+from qwenvl.training.host_memory import BYTES_PER_PARAM, BYTES_PER_TRAINED_PARAM, available_host_memory
 from qwenvl.training.optim import build_optimizer
 from qwenvl.training.stages import StageConfig, apply_freezing
 
@@ -42,8 +43,6 @@ from qwenvl.training.stages import StageConfig, apply_freezing
 PEAK_BF16_TFLOPS = (
     ("H200", 989.0), ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("A100", 312.0),
 )  # fmt: skip
-BYTES_PER_PARAM = 4  # float32 weights (autocast computes in bf16 but keeps float32 masters)
-BYTES_PER_TRAINED_PARAM = 4 + 8  # + float32 gradient + AdamW's two moments
 
 
 def peak_tflops_for(device_name: str) -> float | None:
@@ -129,13 +128,7 @@ def available_memory(device: torch.device) -> int | None:
     """Free bytes on the device (MemAvailable on a Linux host), None when unknown."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024  # the file counts KiB
-    except OSError:
-        pass
-    return None
+    return available_host_memory()
 
 
 def peak_memory(device: torch.device) -> tuple[int, str]:

@@ -17,6 +17,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.strategies import ModelParallelStrategy
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -26,12 +27,19 @@ from qwenvl.cli.key_hints import with_key_hints
 from qwenvl.cli.known_keys import check_known_keys
 from qwenvl.cli.launch import check_run_dir
 from qwenvl.paths import CONF_DIR
+from qwenvl.tokenizer import QwenVLTokenizer
 from qwenvl.training.callbacks import LossHistory, PreemptionCheckpoint
 from qwenvl.training.checkpoint_io import AtomicCheckpointIO
 from qwenvl.training.export import EXPORT_NAME, export_full_model
+from qwenvl.training.host_memory import (
+    available_host_memory,
+    check_host_memory,
+    count_parameters,
+    is_local_leader,
+)
 from qwenvl.training.loss_chart import loss_png, read_losses, write_losses
 from qwenvl.training.module import QwenVLLitModule
-from qwenvl.training.stages import module_class
+from qwenvl.training.stages import StageConfig, module_class
 from qwenvl.training.wandb_resume import resume_kwargs
 
 log = logging.getLogger(__name__)
@@ -47,7 +55,18 @@ def _container(node) -> dict:
 
 
 def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Trainer]:
-    """Module, data and trainer from a composed config. Fails before any work on a bad config."""
+    """Module, data and trainer from a composed config. Fails before any work on a bad config: the
+    trainer first (a GPU asked for where there is none), then the model's size against this
+    machine's memory, before the model is built."""
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    callbacks += [LossHistory(), PreemptionCheckpoint(Path(cfg.paths.output_dir) / "checkpoints")]
+    resuming = _resolve_ckpt(cfg) is not None  # a resumed run logs on to its W&B run
+    logger_cfgs = [c for c in (cfg.get("logger") or {}).values() if c is not None]
+    loggers = [instantiate(c, **resume_kwargs(c, resuming)) for c in logger_cfgs]
+    trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
+    )
+    _check_host_memory(cfg, trainer)
     module = module_class(cfg.stage)(
         encoder=_container(cfg.encoder),
         adapter=_container(cfg.adapter),
@@ -58,15 +77,18 @@ def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Tr
         parallel=_container(cfg.get("parallel") or {}),
     )
     datamodule = module.datamodule(cfg)  # the stage's module knows what it learns from
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    callbacks += [LossHistory(), PreemptionCheckpoint(Path(cfg.paths.output_dir) / "checkpoints")]
-    resuming = _resolve_ckpt(cfg) is not None  # a resumed run logs on to its W&B run
-    logger_cfgs = [c for c in (cfg.get("logger") or {}).values() if c is not None]
-    loggers = [instantiate(c, **resume_kwargs(c, resuming)) for c in logger_cfgs]
-    trainer = instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
-    )
     return module, datamodule, trainer
+
+
+def _check_host_memory(cfg: DictConfig, trainer: L.Trainer) -> None:
+    """Refuse a model this machine's memory cannot hold (host_memory), once per machine."""
+    if not is_local_leader():
+        return
+    stage = StageConfig.from_mapping(_container(cfg.stage))
+    tokenizer = QwenVLTokenizer.from_pretrained(cfg.tokenizer) if cfg.tokenizer else QwenVLTokenizer.default()
+    total, trained = count_parameters(cfg.encoder, cfg.adapter, cfg.llm, stage, tokenizer)
+    on_cpu = isinstance(trainer.accelerator, CPUAccelerator)
+    check_host_memory(total, trained, trainer.num_devices, on_cpu, available_host_memory())
 
 
 def _resolve_ckpt(cfg: DictConfig) -> str | None:

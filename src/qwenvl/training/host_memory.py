@@ -1,0 +1,84 @@
+"""A run whose model cannot fit in this machine's memory is refused before the model is built.
+
+Every process builds the whole model in float32 on the CPU before it is sharded or moved to a GPU
+(and a CPU run keeps it there, with gradients and AdamW's two moments). A config too big for the
+machine (`experiment=qwen_vl_stage1` on a laptop: 9.6 B parameters) would otherwise be ended by
+the kernel's out-of-memory killer part-way through the build, with no message at all. The count
+is exact and costs no memory: the model is built on the meta device, no checkpoint read (a
+pretrained LLM's shape comes from its config.json).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+
+BYTES_PER_PARAM = 4  # float32 weights (bf16 autocast keeps float32 masters)
+BYTES_PER_TRAINED_PARAM = 4 + 8  # + the float32 gradient and AdamW's two moments
+
+
+def available_host_memory() -> int | None:
+    """MemAvailable of a Linux host in bytes; None where unknown (then nothing is checked)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # the file counts KiB
+    except OSError:
+        pass
+    return None
+
+
+def count_parameters(encoder: dict, adapter: dict, llm: dict, stage, tokenizer) -> tuple[int, int]:
+    """(all, trained) parameters of the model these configs (Hydra nodes with `_target_`) build at
+    `stage`'s resolution and freezing, counted on the meta device."""
+    from transformers import Qwen2Config
+
+    from qwenvl.models import LLMConfig, QwenVLModel
+    from qwenvl.training.stages import apply_freezing
+
+    enc, ada, lm = instantiate(encoder), instantiate(adapter), instantiate(llm)
+    enc.image_size, enc.checkpoint = stage.image_size, None  # the shape alone: nothing loaded
+    if lm.pretrained:  # its shape is the checkpoint's, read from its config.json
+        hf = Qwen2Config.from_pretrained(lm.pretrained, local_files_only=True)
+        # the build grows the embeddings to the tokenizer's size (rounded up to a multiple of 64, as
+        # QwenVLModel.from_config does) where the checkpoint has fewer rows
+        rows = max(hf.vocab_size, -(-tokenizer.vocab_size // 64) * 64)
+        lm = LLMConfig.from_hf(hf, vocab_size=rows)
+    with torch.device("meta"):
+        model = QwenVLModel.from_config(enc, ada, lm, tokenizer)
+    apply_freezing(model, stage)
+    return model.num_parameters(), model.num_parameters(trainable_only=True)
+
+
+def host_bytes_needed(total: int, trained: int, processes: int, on_cpu: bool) -> int:
+    """Bytes the model takes in host memory across this machine's `processes`: the float32 weights
+    (each process builds them), plus gradients and AdamW state when the run trains on the CPU."""
+    per_process = total * BYTES_PER_PARAM + (trained * BYTES_PER_TRAINED_PARAM if on_cpu else 0)
+    return per_process * processes
+
+
+def check_host_memory(total: int, trained: int, processes: int, on_cpu: bool, available: int | None) -> None:
+    """Raise MemoryError naming the sizes when the model cannot fit in `available` bytes."""
+    need = host_bytes_needed(total, trained, processes, on_cpu)
+    if available is None or need <= available:
+        return
+    gib, plural = 2**30, "es" if processes > 1 else ""
+    what = (
+        "weights, gradients and AdamW state" if on_cpu else "float32 weights (built before moving to the GPU)"
+    )
+    raise MemoryError(
+        f"the model has {total / 1e9:.2f} B parameters ({trained / 1e9:.2f} B trained): its {what} need "
+        f"{need / gib:.1f} GiB of host memory for {processes} process{plural} on this machine, and "
+        f"{available / gib:.1f} GiB is available. Use a smaller model (the tiny defaults: drop the "
+        "encoder=/llm= overrides or the experiment that sets them), fewer trainer.devices per machine, "
+        "or a machine with more memory"
+    )
+
+
+def is_local_leader() -> bool:
+    """The one process per machine that checks (torchrun's LOCAL_RANK, srun's SLURM_LOCALID; a
+    process Lightning has yet to launch the others from has neither)."""
+    return int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))) == 0
