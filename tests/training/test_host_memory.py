@@ -55,3 +55,8 @@ def test_qwenvl_train_refuses_before_building_the_model(run_app, monkeypatch, tm
     assert r.code == 1
     assert "GiB of host memory for 1 process on this machine, and 0.0 GiB is available" in r.err
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_pretrained_llm_directory_without_its_config_is_named(run_app, tmp_path):
+    r = run_app(train.main, f"hydra.run.dir={tmp_path / 'run'}", "logger=none", f"llm.pretrained={tmp_path}")
+    assert r.code == 1 and "no config.json there (a local HF checkpoint dir)" in r.err

@@ -59,14 +59,18 @@ HF_FIELDS = {
 }
 
 
+def pretrained_dir(config: LLMConfig) -> Path:
+    """`config.pretrained` as a directory holding a config.json; FileNotFoundError saying so if not."""
+    path = Path(config.pretrained)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"llm.pretrained={path}: no config.json there (a local HF checkpoint dir)")
+    return path
+
+
 def build_llm(config: LLMConfig, vocab_size: int) -> Qwen2ForCausalLM:
     """A Qwen2ForCausalLM with `vocab_size` rows, random or from `config.pretrained` (local only)."""
     if config.pretrained:
-        path = Path(config.pretrained)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"llm.pretrained={path}: no config.json there (a local HF checkpoint dir)"
-            )
+        path = pretrained_dir(config)
         model = Qwen2ForCausalLM.from_pretrained(
             path, local_files_only=True, attn_implementation=config.attn_implementation, use_safetensors=None
         )

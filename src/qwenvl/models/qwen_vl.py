@@ -22,7 +22,7 @@ from torch import nn
 from qwenvl.models.adapter import MLPConfig, ResamplerConfig, build_adapter
 from qwenvl.models.config import QwenVLConfig
 from qwenvl.models.encoder import EncoderConfig, VisionEncoder
-from qwenvl.models.llm import LLMConfig, build_llm
+from qwenvl.models.llm import LLMConfig, build_llm, pretrained_dir
 from qwenvl.tokenizer import IMG_PAD, QwenVLTokenizer
 
 WEIGHTS_FILE = "model.safetensors"
@@ -221,5 +221,5 @@ def _llm_width(llm: LLMConfig) -> int:
     if llm.pretrained:  # the width comes from the checkpoint's own config
         import json
 
-        return int(json.loads(Path(llm.pretrained, "config.json").read_text())["hidden_size"])
+        return int(json.loads((pretrained_dir(llm) / "config.json").read_text())["hidden_size"])
     return llm.hidden_size

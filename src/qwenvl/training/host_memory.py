@@ -37,12 +37,13 @@ def count_parameters(encoder: dict, adapter: dict, llm: dict, stage, tokenizer) 
     from transformers import Qwen2Config
 
     from qwenvl.models import LLMConfig, QwenVLModel
+    from qwenvl.models.llm import pretrained_dir
     from qwenvl.training.stages import apply_freezing
 
     enc, ada, lm = instantiate(encoder), instantiate(adapter), instantiate(llm)
     enc.image_size, enc.checkpoint = stage.image_size, None  # the shape alone: nothing loaded
     if lm.pretrained:  # its shape is the checkpoint's, read from its config.json
-        hf = Qwen2Config.from_pretrained(lm.pretrained, local_files_only=True)
+        hf = Qwen2Config.from_pretrained(pretrained_dir(lm), local_files_only=True)
         # the build grows the embeddings to the tokenizer's size (rounded up to a multiple of 64, as
         # QwenVLModel.from_config does) where the checkpoint has fewer rows
         rows = max(hf.vocab_size, -(-tokenizer.vocab_size // 64) * 64)
@@ -67,7 +68,7 @@ def check_host_memory(total: int, trained: int, processes: int, on_cpu: bool, av
         return
     gib, plural = 2**30, "es" if processes > 1 else ""
     what = (
-        "weights, gradients and AdamW state" if on_cpu else "float32 weights (built before moving to the GPU)"
+        "weights, gradients and AdamW state" if on_cpu else "float32 weights (built before the GPU gets them)"
     )
     raise MemoryError(
         f"the model has {total / 1e9:.2f} B parameters ({trained / 1e9:.2f} B trained): its {what} need "
