@@ -3,10 +3,10 @@
 import pytest
 
 from qwenvl.cli import train
+from qwenvl.host_memory import check_host_memory, count_parameters, host_bytes_needed
 from qwenvl.models import EncoderConfig, LLMConfig, QwenVLModel, ResamplerConfig
 from qwenvl.models.llm import build_llm
 from qwenvl.tokenizer import QwenVLTokenizer
-from qwenvl.training.host_memory import check_host_memory, count_parameters, host_bytes_needed
 from qwenvl.training.stages import StageConfig, apply_freezing
 
 NODES = {  # Hydra nodes as the train config holds them
@@ -60,3 +60,14 @@ def test_qwenvl_train_refuses_before_building_the_model(run_app, monkeypatch, tm
 def test_a_pretrained_llm_directory_without_its_config_is_named(run_app, tmp_path):
     r = run_app(train.main, f"hydra.run.dir={tmp_path / 'run'}", "logger=none", f"llm.pretrained={tmp_path}")
     assert r.code == 1 and "no config.json there (a local HF checkpoint dir)" in r.err
+
+
+def test_a_saved_model_too_big_to_load_is_refused_before_it_is_built(tmp_path, monkeypatch):
+    from qwenvl import host_memory
+
+    model = QwenVLModel.from_config(adapter=ResamplerConfig(num_queries=16))
+    model.save_pretrained(tmp_path / "m")
+    QwenVLModel.from_pretrained(tmp_path / "m")  # fits
+    monkeypatch.setattr(host_memory, "available_host_memory", lambda: 2**20)  # a machine of 1 MiB
+    with pytest.raises(MemoryError, match=r"B parameters in float32 need 0.0 GiB of host memory to load"):
+        QwenVLModel.from_pretrained(tmp_path / "m")

@@ -28,12 +28,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from qwenvl.cli.key_hints import with_key_hints
+from qwenvl.host_memory import BYTES_PER_PARAM, BYTES_PER_TRAINED_PARAM, available_host_memory
 from qwenvl.models.build import build_model, load_tokenizer
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.paths import CONF_DIR
 from qwenvl.tokenizer import IMG_END, IMG_PAD, IMG_START, SPECIAL_TOKENS, QwenVLTokenizer
 from qwenvl.training.flops import PARTS, StepFlops, model_step_flops
-from qwenvl.training.host_memory import BYTES_PER_PARAM, BYTES_PER_TRAINED_PARAM, available_host_memory
 from qwenvl.training.optim import build_optimizer
 from qwenvl.training.stages import StageConfig, apply_freezing
 

@@ -26,17 +26,17 @@ from omegaconf import DictConfig, OmegaConf
 from qwenvl.cli.key_hints import with_key_hints
 from qwenvl.cli.known_keys import check_known_keys
 from qwenvl.cli.launch import check_run_dir
-from qwenvl.paths import CONF_DIR
-from qwenvl.tokenizer import QwenVLTokenizer
-from qwenvl.training.callbacks import LossHistory, PreemptionCheckpoint
-from qwenvl.training.checkpoint_io import AtomicCheckpointIO
-from qwenvl.training.export import EXPORT_NAME, export_full_model
-from qwenvl.training.host_memory import (
+from qwenvl.host_memory import (
     available_host_memory,
     check_host_memory,
     count_parameters,
     is_local_leader,
 )
+from qwenvl.paths import CONF_DIR
+from qwenvl.tokenizer import QwenVLTokenizer
+from qwenvl.training.callbacks import LossHistory, PreemptionCheckpoint
+from qwenvl.training.checkpoint_io import AtomicCheckpointIO
+from qwenvl.training.export import EXPORT_NAME, export_full_model
 from qwenvl.training.loss_chart import loss_png, read_losses, write_losses
 from qwenvl.training.module import QwenVLLitModule
 from qwenvl.training.stages import StageConfig, module_class

@@ -205,6 +205,7 @@ class QwenVLModel(nn.Module):
         if not (directory / "config.json").is_file():
             raise FileNotFoundError(f"{directory}: no config.json; expected a directory from save_pretrained")
         config = QwenVLConfig.load(directory)
+        _check_fits(cls, config, directory)
         model = cls(config)
         missing, unexpected = load_model(model, str(directory / WEIGHTS_FILE), strict=False)
         if missing or unexpected:
@@ -215,6 +216,18 @@ class QwenVLModel(nn.Module):
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def _check_fits(cls, config: QwenVLConfig, directory: Path) -> None:
+    """Refuse a model this machine cannot hold before building it (it is built in float32, then
+    its weights are read in): counted on the meta device, nothing allocated."""
+    from qwenvl.host_memory import BYTES_PER_PARAM, available_host_memory, refuse_if_too_big
+
+    with torch.device("meta"):
+        n = cls(config).num_parameters()
+    what = f"{directory}: its {n / 1e9:.2f} B parameters in float32 need"
+    advice = "Load it on a machine with more memory"
+    refuse_if_too_big(n * BYTES_PER_PARAM, available_host_memory(), what, "to load", advice)
 
 
 def _llm_width(llm: LLMConfig) -> int:

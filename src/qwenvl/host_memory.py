@@ -1,4 +1,4 @@
-"""A run whose model cannot fit in this machine's memory is refused before the model is built.
+"""A model that cannot fit in this machine's memory is refused before it is built.
 
 Every process builds the whole model in float32 on the CPU before it is sharded or moved to a GPU
 (and a CPU run keeps it there, with gradients and AdamW's two moments). A config too big for the
@@ -62,20 +62,30 @@ def host_bytes_needed(total: int, trained: int, processes: int, on_cpu: bool) ->
 
 
 def check_host_memory(total: int, trained: int, processes: int, on_cpu: bool, available: int | None) -> None:
-    """Raise MemoryError naming the sizes when the model cannot fit in `available` bytes."""
-    need = host_bytes_needed(total, trained, processes, on_cpu)
-    if available is None or need <= available:
-        return
-    gib, plural = 2**30, "es" if processes > 1 else ""
-    what = (
+    """Raise MemoryError naming the sizes when a run's model cannot fit in `available` bytes."""
+    held = (
         "weights, gradients and AdamW state" if on_cpu else "float32 weights (built before the GPU gets them)"
     )
+    plural = "es" if processes > 1 else ""
+    refuse_if_too_big(
+        host_bytes_needed(total, trained, processes, on_cpu),
+        available,
+        f"the model has {total / 1e9:.2f} B parameters ({trained / 1e9:.2f} B trained): its {held} need",
+        f"for {processes} process{plural} on this machine",
+        "Use a smaller model (the tiny defaults: drop the encoder=/llm= overrides or the experiment that "
+        "sets them), fewer trainer.devices per machine, or a machine with more memory",
+    )
+
+
+def refuse_if_too_big(need: int, available: int | None, what: str, where: str, advice: str) -> None:
+    """MemoryError "<what> <need> GiB of host memory <where>, and <available> GiB is available.
+    <advice>" when `need` bytes exceed `available` (None: unknown, nothing checked)."""
+    if available is None or need <= available:
+        return
+    gib = 2**30
     raise MemoryError(
-        f"the model has {total / 1e9:.2f} B parameters ({trained / 1e9:.2f} B trained): its {what} need "
-        f"{need / gib:.1f} GiB of host memory for {processes} process{plural} on this machine, and "
-        f"{available / gib:.1f} GiB is available. Use a smaller model (the tiny defaults: drop the "
-        "encoder=/llm= overrides or the experiment that sets them), fewer trainer.devices per machine, "
-        "or a machine with more memory"
+        f"{what} {need / gib:.1f} GiB of host memory {where}, and {available / gib:.1f} GiB is available. "
+        f"{advice}"
     )
 
 
