@@ -54,26 +54,46 @@ def count_parameters(encoder: dict, adapter: dict, llm: dict, stage, tokenizer) 
     return model.num_parameters(), model.num_parameters(trainable_only=True)
 
 
-def host_bytes_needed(total: int, trained: int, processes: int, on_cpu: bool) -> int:
-    """Bytes the model takes in host memory across this machine's `processes`: the float32 weights
-    (each process builds them), plus gradients and AdamW state when the run trains on the CPU."""
-    per_process = total * BYTES_PER_PARAM + (trained * BYTES_PER_TRAINED_PARAM if on_cpu else 0)
-    return per_process * processes
+def host_bytes_needed(
+    total: int, trained: int, processes: int, on_cpu: bool, sharded: bool = False, rank0_init: bool = False
+) -> int:
+    """Bytes the model takes in host memory across this machine's `processes` (activations aside).
+
+    Each process builds the whole model in float32; a CPU run also keeps the weights' gradients and
+    AdamW state there. Under FSDP (`sharded`) the ranks keep shards, together one model's worth;
+    with `rank0_init` only rank 0 builds the whole model, and holds it while the shards fill.
+    """
+    whole = total * BYTES_PER_PARAM
+    if not sharded:
+        return (whole + (trained * BYTES_PER_TRAINED_PARAM if on_cpu else 0)) * processes
+    keep = whole + trained * BYTES_PER_TRAINED_PARAM if on_cpu else 0  # the shards, all ranks together
+    if rank0_init:
+        return whole + keep
+    return max(whole * processes, keep)  # every rank builds a whole model, then keeps its shards
 
 
-def check_host_memory(total: int, trained: int, processes: int, on_cpu: bool, available: int | None) -> None:
+def check_host_memory(
+    total: int,
+    trained: int,
+    processes: int,
+    on_cpu: bool,
+    available: int | None,
+    sharded: bool = False,
+    rank0_init: bool = False,
+) -> None:
     """Raise MemoryError naming the sizes when a run's model cannot fit in `available` bytes."""
     held = (
         "weights, gradients and AdamW state" if on_cpu else "float32 weights (built before the GPU gets them)"
     )
     plural = "es" if processes > 1 else ""
+    hint = "parallel.rank0_init=true (one whole model per machine), " if sharded and not rank0_init else ""
     refuse_if_too_big(
-        host_bytes_needed(total, trained, processes, on_cpu),
+        host_bytes_needed(total, trained, processes, on_cpu, sharded, rank0_init),
         available,
         f"the model has {total / 1e9:.2f} B parameters ({trained / 1e9:.2f} B trained): its {held} need",
         f"for {processes} process{plural} on this machine",
         "Use a smaller model (the tiny defaults: drop the encoder=/llm= overrides or the experiment that "
-        "sets them), fewer trainer.devices per machine, or a machine with more memory",
+        f"sets them), {hint}fewer trainer.devices per machine, or a machine with more memory",
     )
 
 

@@ -88,8 +88,18 @@ def test_gpu_trainer_accumulates_to_the_global_batch_and_logs_mfu(tmp_path, trai
 
 def test_fsdp2_on_one_gpu_in_bf16_saves_a_sharded_checkpoint(tmp_path, train_cli):
     out = tmp_path / "fsdp"
-    r = train_cli(out, *COMMON, "trainer=fsdp", "trainer.accelerator=gpu", "trainer.devices=1", "logger=none",
-               "parallel.param_dtype=bf16", "max_steps=2", "checkpoint_every=2")  # fmt: skip
+    r = train_cli(
+        out,
+        *COMMON,
+        "trainer=fsdp",
+        "trainer.accelerator=gpu",
+        "trainer.devices=1",
+        "logger=none",
+        "parallel.param_dtype=bf16",
+        "max_steps=2",
+        "checkpoint_every=2",
+        "parallel.rank0_init=true",
+    )  # fmt: skip  (its broadcast over NCCL, to the one rank)
     assert "FSDP2: 6 units sharded over 1 ranks" in r.stdout + r.stderr
     last = out / "checkpoints" / "last.ckpt"
     assert last.is_dir() and list(last.glob("*.distcp"))

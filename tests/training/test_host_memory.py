@@ -19,6 +19,12 @@ def test_bytes_counted_per_process_with_training_state_on_a_cpu_run():
     assert host_bytes_needed(100, 10, processes=1, on_cpu=False) == 400  # float32 weights alone
     assert host_bytes_needed(100, 10, processes=1, on_cpu=True) == 400 + 10 * 12  # + grad, AdamW
     assert host_bytes_needed(100, 10, processes=8, on_cpu=False) == 8 * 400  # each process builds it
+    # FSDP: every rank builds it, then the shards hold one model's state across the ranks
+    assert host_bytes_needed(100, 10, 8, on_cpu=False, sharded=True) == 8 * 400
+    assert host_bytes_needed(100, 10, 2, on_cpu=True, sharded=True) == max(2 * 400, 400 + 120)
+    # rank0_init: rank 0's whole model alone, beside the shards it fills on a CPU run
+    assert host_bytes_needed(100, 10, 8, on_cpu=False, sharded=True, rank0_init=True) == 400
+    assert host_bytes_needed(100, 10, 8, on_cpu=True, sharded=True, rank0_init=True) == 400 + 400 + 120
 
 
 def test_refused_only_when_it_does_not_fit():
@@ -26,6 +32,8 @@ def test_refused_only_when_it_does_not_fit():
     check_host_memory(100, 10, 1, True, available=None)  # unknown: nothing checked
     with pytest.raises(MemoryError, match=r"need .* GiB of host memory for 2 processes .* is available"):
         check_host_memory(10**9, 0, 2, False, available=2**30)
+    with pytest.raises(MemoryError, match=r"parallel.rank0_init=true"):  # named where it would help
+        check_host_memory(10**9, 0, 2, False, available=2**30, sharded=True)
 
 
 @pytest.mark.parametrize("pretrained", [False, True])

@@ -75,9 +75,17 @@ def build(cfg: DictConfig) -> tuple[QwenVLLitModule, L.LightningDataModule, L.Tr
         tokenizer=cfg.tokenizer,
         max_steps=cfg.max_steps,
         parallel=_container(cfg.get("parallel") or {}),
+        meta_init=_rank0_init(cfg, trainer) and rank_zero_only.rank != 0,
     )
     datamodule = module.datamodule(cfg)  # the stage's module knows what it learns from
     return module, datamodule, trainer
+
+
+def _rank0_init(cfg: DictConfig, trainer: L.Trainer) -> bool:
+    """`parallel.rank0_init` on an FSDP run: one whole model per machine on the CPU, not one a rank."""
+    return bool((cfg.get("parallel") or {}).get("rank0_init")) and isinstance(
+        trainer.strategy, ModelParallelStrategy
+    )
 
 
 def _check_host_memory(cfg: DictConfig, trainer: L.Trainer) -> None:
@@ -88,7 +96,9 @@ def _check_host_memory(cfg: DictConfig, trainer: L.Trainer) -> None:
     tokenizer = QwenVLTokenizer.from_pretrained(cfg.tokenizer) if cfg.tokenizer else QwenVLTokenizer.default()
     total, trained = count_parameters(cfg.encoder, cfg.adapter, cfg.llm, stage, tokenizer)
     on_cpu = isinstance(trainer.accelerator, CPUAccelerator)
-    check_host_memory(total, trained, trainer.num_devices, on_cpu, available_host_memory())
+    sharded = isinstance(trainer.strategy, ModelParallelStrategy)
+    processes, rank0_init = trainer.num_devices, _rank0_init(cfg, trainer)
+    check_host_memory(total, trained, processes, on_cpu, available_host_memory(), sharded, rank0_init)
 
 
 def _resolve_ckpt(cfg: DictConfig) -> str | None:

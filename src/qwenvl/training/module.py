@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import lightning as L
 import torch
@@ -22,7 +23,7 @@ from qwenvl.processor import QwenVLProcessor
 from qwenvl.tokenizer import QwenVLTokenizer
 from qwenvl.training import init_from
 from qwenvl.training.optim import build_optimizer, part_of
-from qwenvl.training.parallel import enable_activation_checkpointing, shard_fsdp2
+from qwenvl.training.parallel import broadcast_from_rank0, enable_activation_checkpointing, shard_fsdp2
 from qwenvl.training.stages import StageConfig, apply_freezing
 
 # `val/loss_<task>` is summed over ranks by hand (on_validation_epoch_end) and logged unsynced, the
@@ -47,18 +48,25 @@ class QwenVLLitModule(L.LightningModule):
         tokenizer: str | None = None,
         max_steps: int = 100,
         parallel: dict | None = None,
+        meta_init: bool = False,
     ):
         super().__init__()
-        # Plain containers only, so checkpoints load with torch.load(weights_only=True).
-        self.save_hyperparameters()
+        # Plain containers only, so checkpoints load with torch.load(weights_only=True). `meta_init`
+        # says how this process builds, not what the run is: a checkpoint loads without it.
+        self.save_hyperparameters(ignore=["meta_init"])
         self.stage = StageConfig.from_mapping(stage)
         self.tokenizer = (
             QwenVLTokenizer.from_pretrained(tokenizer) if tokenizer else QwenVLTokenizer.default()
         )
         enc = instantiate(encoder)
         enc.image_size = self.stage.image_size  # the stage sets the resolution
-        self.model = QwenVLModel.from_config(enc, instantiate(adapter), instantiate(llm), self.tokenizer)
-        if self.stage.init_from:
+        if meta_init:
+            enc.checkpoint = None  # rank 0 reads it; its weights reach this rank once sharded
+        # An FSDP rank other than 0 builds on the meta device (no memory): rank 0's weights, its
+        # init_from included, are broadcast to the shards in configure_model.
+        with torch.device("meta") if meta_init else nullcontext():
+            self.model = QwenVLModel.from_config(enc, instantiate(adapter), instantiate(llm), self.tokenizer)
+        if self.stage.init_from and not meta_init:
             init_from.load_into(self.model, self.stage.init_from)
         self.trainable_counts = apply_freezing(self.model, self.stage)
         self.processor = QwenVLProcessor.from_model(self.model, self.tokenizer)
@@ -161,7 +169,15 @@ class QwenVLLitModule(L.LightningModule):
         if self.device_mesh is None or isinstance(self.model, FSDPModule):
             return
         mesh = self.device_mesh["data_parallel"]
-        units = shard_fsdp2(self.model, mesh, self.parallel.get("param_dtype"))
+        if not self.parallel.get("rank0_init"):
+            units = shard_fsdp2(self.model, mesh, self.parallel.get("param_dtype"))
+        else:  # the other ranks built on the meta device: rank 0's weights, taken before sharding
+            lead = self.global_rank == 0
+            full = self.model.state_dict()
+            buffers = {k: b if lead else None for k, b in self.model.named_buffers() if k not in full}
+            units = shard_fsdp2(self.model, mesh, self.parallel.get("param_dtype"))
+            broadcast_from_rank0(self.model, full if lead else {}, buffers, self.trainer.strategy.root_device)
+            del full, buffers
         print(f"FSDP2: {units} units sharded over {mesh.size()} ranks (rank {self.global_rank})", flush=True)
 
     # -- exact resume --------------------------------------------------------------------------
