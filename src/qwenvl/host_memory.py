@@ -34,21 +34,12 @@ def available_host_memory() -> int | None:
 def count_parameters(encoder: dict, adapter: dict, llm: dict, stage, tokenizer) -> tuple[int, int]:
     """(all, trained) parameters of the model these configs (Hydra nodes with `_target_`) build at
     `stage`'s resolution and freezing, counted on the meta device."""
-    from transformers import Qwen2Config
-
-    from qwenvl.models import LLMConfig, QwenVLModel
-    from qwenvl.models.llm import pretrained_dir
+    from qwenvl.models import QwenVLModel
     from qwenvl.training.stages import apply_freezing
 
     enc, ada, lm = instantiate(encoder), instantiate(adapter), instantiate(llm)
     enc.image_size, enc.checkpoint = stage.image_size, None  # the shape alone: nothing loaded
-    if lm.pretrained:  # its shape is the checkpoint's, read from its config.json
-        hf = Qwen2Config.from_pretrained(pretrained_dir(lm), local_files_only=True)
-        # the build grows the embeddings to the tokenizer's size (rounded up to a multiple of 64, as
-        # QwenVLModel.from_config does) where the checkpoint has fewer rows
-        rows = max(hf.vocab_size, -(-tokenizer.vocab_size // 64) * 64)
-        lm = LLMConfig.from_hf(hf, vocab_size=rows)
-    with torch.device("meta"):
+    with torch.device("meta"):  # a pretrained LLM: its checkpoint's shape (llm.build_llm)
         model = QwenVLModel.from_config(enc, ada, lm, tokenizer)
     apply_freezing(model, stage)
     return model.num_parameters(), model.num_parameters(trainable_only=True)

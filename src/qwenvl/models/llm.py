@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 
@@ -67,8 +68,21 @@ def pretrained_dir(config: LLMConfig) -> Path:
     return path
 
 
+def pretrained_shape(config: LLMConfig, vocab_size: int) -> LLMConfig:
+    """The shape of `config.pretrained`'s checkpoint from its config.json, no weights read, with at
+    least `vocab_size` rows (a loaded checkpoint's embeddings grow to that)."""
+    hf = Qwen2Config.from_pretrained(pretrained_dir(config), local_files_only=True)
+    rows = max(hf.vocab_size, vocab_size)
+    return LLMConfig.from_hf(hf, vocab_size=rows, attn_implementation=config.attn_implementation)
+
+
 def build_llm(config: LLMConfig, vocab_size: int) -> Qwen2ForCausalLM:
-    """A Qwen2ForCausalLM with `vocab_size` rows, random or from `config.pretrained` (local only)."""
+    """A Qwen2ForCausalLM with `vocab_size` rows, random or from `config.pretrained` (local only).
+    On the meta device a pretrained LLM is built from its checkpoint's shape alone: nothing is read
+    (how the ranks of an FSDP run that are not rank 0 build under `parallel.rank0_init`)."""
+    if config.pretrained and torch.empty(0).is_meta:
+        shape = pretrained_shape(config, vocab_size)
+        return build_llm(shape, shape.vocab_size)
     if config.pretrained:
         path = pretrained_dir(config)
         model = Qwen2ForCausalLM.from_pretrained(
