@@ -1,7 +1,8 @@
 """A model that cannot fit in this machine's memory is refused before it is built.
 
 Every process builds the whole model in float32 on the CPU before it is sharded or moved to a GPU
-(and a CPU run keeps it there, with gradients and AdamW's two moments). A config too big for the
+(under FSDP with `parallel.rank0_init`, rank 0 alone), and a CPU run keeps it there, with
+gradients and AdamW's two moments. A config too big for the
 machine (`experiment=qwen_vl_stage1` on a laptop: 9.6 B parameters) would otherwise be ended by
 the kernel's out-of-memory killer part-way through the build, with no message at all. The count
 is exact and costs no memory: the model is built on the meta device, no checkpoint read (a
