@@ -169,13 +169,12 @@ class QwenVLLitModule(L.LightningModule):
         if self.device_mesh is None or isinstance(self.model, FSDPModule):
             return
         mesh = self.device_mesh["data_parallel"]
-        if not self.parallel.get("rank0_init"):
-            units = shard_fsdp2(self.model, mesh, self.parallel.get("param_dtype"))
-        else:  # the other ranks built on the meta device: rank 0's weights, taken before sharding
-            lead = self.global_rank == 0
+        rank0_init, lead = self.parallel.get("rank0_init"), self.global_rank == 0
+        if rank0_init:  # the other ranks built on the meta device: rank 0's state, before sharding
             full = self.model.state_dict()
             buffers = {k: b if lead else None for k, b in self.model.named_buffers() if k not in full}
-            units = shard_fsdp2(self.model, mesh, self.parallel.get("param_dtype"))
+        units = shard_fsdp2(self.model, mesh, self.parallel.get("param_dtype"))
+        if rank0_init:
             broadcast_from_rank0(self.model, full if lead else {}, buffers, self.trainer.strategy.root_device)
             del full, buffers
         print(f"FSDP2: {units} units sharded over {mesh.size()} ranks (rank {self.global_rank})", flush=True)
