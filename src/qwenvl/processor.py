@@ -51,7 +51,17 @@ class QwenVLProcessor:
 
     @classmethod
     def from_model(cls, model, tokenizer: QwenVLTokenizer | None = None) -> QwenVLProcessor:
-        return cls(tokenizer or QwenVLTokenizer.default(), model.image_size, model.image_tokens)
+        """The processor for `model`'s resolution and image tokens, with `tokenizer` (None: the
+        built-in BPE), refused when it has ids past the model's embedding rows (they would fail in
+        the first forward pass, as an index error)."""
+        tokenizer = tokenizer or QwenVLTokenizer.default()
+        rows = model.llm.get_input_embeddings().num_embeddings
+        if tokenizer.vocab_size > rows:
+            raise ValueError(
+                f"the tokenizer has {tokenizer.vocab_size} tokens and the model's embedding {rows} rows: "
+                "it is not the tokenizer this model was trained with; give that one (tokenizer=DIR)"
+            )
+        return cls(tokenizer, model.image_size, model.image_tokens)
 
     # -- images ------------------------------------------------------------------------------
     def load_image(self, image: Image.Image | str | Path) -> Image.Image:

@@ -6,6 +6,7 @@ import sys
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from qwenvl.cli import eval as eval_cli
 from qwenvl.cli import predict, train
 from qwenvl.evaluation.load import load_for_eval
 from qwenvl.paths import CONF_DIR
@@ -66,3 +67,53 @@ def test_lightnings_cloud_logger_advert_is_dropped_and_its_other_messages_kept()
 
     assert not lightning_log.filter(record("💡 Tip: ... try installing [litlogger](https://...)"))
     assert lightning_log.filter(record("GPU available: False, used: False"))
+
+
+def _model_dir_and_tokenizer_with_one_more_token(tmp_path, vocab_size):
+    """A model directory saved without its processor (`QwenVLModel.save_pretrained`) with
+    `vocab_size` embedding rows, and the built-in tokenizer plus the word "zqxj" as token 4096."""
+    from qwenvl.models.build import build_model
+    from qwenvl.tokenizer import QwenVLTokenizer
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="predict", overrides=["image=x.png", f"llm.vocab_size={vocab_size}"])
+    build_model(cfg).save_pretrained(tmp_path / "model")
+    tokenizer = QwenVLTokenizer.default()
+    assert tokenizer.backend.add_tokens(["zqxj"]) == 1
+    tokenizer.save_pretrained(tmp_path / "tok")
+    Image.new("RGB", (120, 90), "orange").save(tmp_path / "img.png")
+    return tmp_path / "model", tmp_path / "tok"
+
+
+def test_predict_reads_a_model_directory_with_the_tokenizer_given(tmp_path, run_app):
+    model_dir, tok_dir = _model_dir_and_tokenizer_with_one_more_token(tmp_path, vocab_size=4160)
+    _, processor = load_for_eval(model_dir, tokenizer=tok_dir)
+    assert processor.tokenizer.encode_text("zqxj") == [4096]
+    assert len(load_for_eval(model_dir)[1].tokenizer.encode_text("zqxj")) > 1  # the built-in BPE
+    args = [f"image={tmp_path}/img.png", "prompt=zqxj", "task=vqa", "max_new_tokens=2"]
+    r = run_app(predict.main, f"ckpt={model_dir}", f"tokenizer={tok_dir}", *args)
+    assert r.code == 0, r.err[-2000:]
+    assert "answer:" in r.out
+
+
+def test_a_tokenizer_larger_than_the_models_embedding_is_refused_with_both_sizes(tmp_path, run_app):
+    model_dir, tok_dir = _model_dir_and_tokenizer_with_one_more_token(tmp_path, vocab_size=4096)
+    args = [f"image={tmp_path}/img.png", "prompt=zqxj", "task=vqa", "max_new_tokens=2"]
+    r = run_app(predict.main, f"ckpt={model_dir}", f"tokenizer={tok_dir}", *args)
+    assert r.code != 0
+    assert "the tokenizer has 4097 tokens and the model's embedding 4096 rows" in str(r.code) + r.err
+
+
+def test_eval_reads_a_model_directory_with_the_tokenizer_given(tmp_path, run_app):
+    model_dir, tok_dir = _model_dir_and_tokenizer_with_one_more_token(tmp_path, vocab_size=4096)
+    args = [
+        f"ckpt={model_dir}",
+        "benchmarks=[synthetic_vqa]",
+        "limit=2",
+        "gallery=0",
+        f"out_dir={tmp_path}/e",
+    ]
+    assert run_app(eval_cli.main, *args).code == 0  # the built-in tokenizer fits the model
+    r = run_app(eval_cli.main, *args, f"tokenizer={tok_dir}")
+    assert r.code != 0
+    assert "the tokenizer has 4097 tokens and the model's embedding 4096 rows" in str(r.code) + r.err

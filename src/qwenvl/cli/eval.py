@@ -50,16 +50,18 @@ def evaluate(
     protocol: str = "default",
     gallery: int = 8,
     control: str | None = None,
+    tokenizer: str | None = None,
 ) -> dict:
     """Score `ckpt` on each benchmark and write `<out_dir>/results.json` (unless `write=False`),
     and a picture of each benchmark's first `gallery` predictions, `<out_dir>/gallery/<name>.png`
     (0: none). `control` shows other pictures (`qwenvl.evaluation.controls`: grey or swapped);
-    `blind=True` is short for `control="grey"`."""
+    `blind=True` is short for `control="grey"`. `tokenizer`: a local tokenizer directory for a model
+    directory saved without its processor (`load_for_eval`)."""
     control = _control(control, blind)
     check_benchmarks(benchmarks, BENCH_DIR)
     torch.manual_seed(0)
     rank = _init_distributed()
-    model, processor = load_for_eval(ckpt)
+    model, processor = load_for_eval(ckpt, tokenizer=tokenizer)
     model.to(_device(rank))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -158,6 +160,7 @@ def main(cfg: DictConfig) -> None:
         config=OmegaConf.to_container(cfg, resolve=True),
         protocol=cfg.protocol,
         gallery=cfg.gallery,
+        tokenizer=cfg.tokenizer,
     )
     if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
         return

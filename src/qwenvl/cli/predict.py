@@ -25,13 +25,8 @@ from qwenvl.visualize import draw_groundings
 
 def load(cfg: DictConfig) -> tuple[QwenVLModel, QwenVLProcessor]:
     """The model and processor from `ckpt`, or freshly built from the config groups."""
-    if cfg.ckpt and not Path(cfg.ckpt, "config.json").is_file():
-        return load_for_eval(cfg.ckpt)  # a training .ckpt, or an error naming what is expected
-    if cfg.ckpt:
-        model = QwenVLModel.from_pretrained(cfg.ckpt)
-        if Path(cfg.ckpt, "processor_config.json").is_file():
-            return model, QwenVLProcessor.from_pretrained(cfg.ckpt)
-        return model, QwenVLProcessor.from_model(model, load_tokenizer(cfg.tokenizer))
+    if cfg.ckpt:  # a model directory, a training .ckpt, or an error naming what is expected
+        return load_for_eval(cfg.ckpt, tokenizer=cfg.tokenizer)
     tokenizer = load_tokenizer(cfg.tokenizer)
     model = build_model(cfg, tokenizer)
     return model, QwenVLProcessor.from_model(model, tokenizer)

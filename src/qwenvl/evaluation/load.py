@@ -8,16 +8,25 @@ import torch
 
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.processor import QwenVLProcessor
+from qwenvl.tokenizer import QwenVLTokenizer
 
 
-def load_for_eval(path: str | Path) -> tuple[QwenVLModel, QwenVLProcessor]:
-    """(model in eval mode, processor). A .ckpt is read with weights_only=True; never unpickles code."""
+def load_for_eval(
+    path: str | Path, tokenizer: str | Path | None = None
+) -> tuple[QwenVLModel, QwenVLProcessor]:
+    """(model in eval mode, processor). A .ckpt is read with weights_only=True; never unpickles code.
+
+    `tokenizer`: a local tokenizer directory for a model directory that holds no processor
+    (`QwenVLModel.save_pretrained` writes the model alone); None there means the built-in BPE. A
+    processor saved beside the model, and a .ckpt's own tokenizer setting, come first.
+    """
     path = Path(path)
     if path.is_dir() and (path / "config.json").is_file():
         model = QwenVLModel.from_pretrained(path)
         if (path / "processor_config.json").is_file():
             return model.eval(), QwenVLProcessor.from_pretrained(path)
-        return model.eval(), QwenVLProcessor.from_model(model)
+        tok = QwenVLTokenizer.from_pretrained(tokenizer) if tokenizer else None
+        return model.eval(), QwenVLProcessor.from_model(model, tok)
     if path.is_file() and path.suffix == ".ckpt":
         from qwenvl.training.stages import module_class
 
