@@ -130,13 +130,21 @@ def test_sigterm_saves_a_checkpoint_before_exiting(tmp_path, train, wait_for_ste
 
 def test_resuming_a_finished_run_keeps_its_validation_results(tmp_path, run_app):
     """`ckpt_path=last` on a run that had finished trains nothing: its results.json is rewritten
-    with the same validation losses (the restored weights validated again), not emptied."""
+    with the same validation losses (the restored weights validated again), not emptied. Where
+    there is no checkpoint yet it starts the run, and each case says which it is."""
     out = tmp_path / "done"
     args = [f"hydra.run.dir={out}", *COMMON, "stage=multitask", "max_steps=3"]
-    assert run_app(main, *args).code == 0  # in this process: two runs of 3 steps need no own
+    started = run_app(main, *args, "ckpt_path=last")  # in this process: two runs of 3 steps need no own
+    assert started.code == 0
+    assert (
+        f"ckpt_path=last: no checkpoint at {out / 'checkpoints' / 'last.ckpt'} yet"
+        in started.out + started.err
+    )
     first = json.loads((out / "results.json").read_text())["benchmarks"]["val"]["metrics"]
     assert "loss" in first
-    assert run_app(main, *args, "ckpt_path=last").code == 0
+    resumed = run_app(main, *args, "ckpt_path=last")
+    assert resumed.code == 0
+    assert f"ckpt_path=last: resuming from {out / 'checkpoints' / 'last.ckpt'}" in resumed.out + resumed.err
     again = json.loads((out / "results.json").read_text())["benchmarks"]["val"]["metrics"]
     assert again == first
     assert len(json.loads((out / "losses.json").read_text())["losses"]) == 3  # the history kept

@@ -103,8 +103,14 @@ def _check_host_memory(cfg: DictConfig, trainer: L.Trainer) -> None:
 
 def _resolve_ckpt(cfg: DictConfig) -> str | None:
     if cfg.ckpt_path == "last":
-        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
-        return str(last) if last.exists() else None  # nothing to resume: start fresh (a dir under FSDP)
+        last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"  # a dir under FSDP
+        if last.exists():
+            log.info("ckpt_path=last: resuming from %s", last)
+            return str(last)
+        # Nothing to resume: start fresh, so that one command both starts a pre-emptible job and
+        # resumes it; said aloud, since a mistyped run directory lands here too.
+        log.info("ckpt_path=last: no checkpoint at %s yet; training starts at step 0", last)
+        return None
     return cfg.ckpt_path
 
 
