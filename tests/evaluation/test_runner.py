@@ -165,3 +165,13 @@ def test_two_processes_share_the_work_and_give_the_single_process_result(model, 
     assert not list((tmp_path / "two" / "predictions").glob("*.rank*.jsonl"))  # merged and removed
     ra, rb = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two"))
     assert ra["benchmarks"]["synthetic_vqa"]["metrics"] == rb["benchmarks"]["synthetic_vqa"]["metrics"]
+
+
+def test_a_checkpoint_that_is_not_there_or_not_a_model_is_named_with_what_is_expected(tmp_path):
+    from qwenvl.evaluation.load import load_for_eval
+
+    with pytest.raises(FileNotFoundError, match=f"ckpt={tmp_path / 'nope'}: no such file or directory"):
+        load_for_eval(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="expected a save_pretrained / released Qwen-VL directory"):
+        load_for_eval(tmp_path / "empty")

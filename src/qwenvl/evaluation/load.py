@@ -39,6 +39,8 @@ def load_for_eval(
         state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
         module.model.load_state_dict(state)
         return module.model.eval(), module.processor
+    if not path.exists():
+        raise FileNotFoundError(f"ckpt={path}: no such file or directory")
     raise FileNotFoundError(
         f"ckpt={path}: expected a save_pretrained / released Qwen-VL directory (with config.json) "
         "or a Lightning .ckpt file"
