@@ -107,3 +107,16 @@ def test_chatml_supervises_only_assistant_turns(proc):
     supervised = proc.tokenizer.decode([t for t, lab in zip(ids, labels, strict=True) if lab != -100])
     assert supervised == "hello<|im_end|>yes<|im_end|>"
     assert proc.tokenizer.decode(ids).startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>")
+
+
+def test_a_tokenizer_that_cannot_be_the_models_is_refused_with_what_differs():
+    from qwenvl.models import EncoderConfig, LLMConfig, QwenVLModel, ResamplerConfig
+
+    tok = QwenVLTokenizer.default()
+    model = QwenVLModel.from_config(EncoderConfig(), ResamplerConfig(num_queries=4), LLMConfig(), tok)
+    assert QwenVLProcessor.from_model(model, tok).tokenizer is tok  # its own: accepted
+    model.config.image_pad_id += 1  # as a model trained with another tokenizer would have it
+    with pytest.raises(
+        ValueError, match=r"<imgpad> = 11, and the model 4096 embedding rows with <imgpad> = 12"
+    ):
+        QwenVLProcessor.from_model(model, tok)

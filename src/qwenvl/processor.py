@@ -52,14 +52,17 @@ class QwenVLProcessor:
     @classmethod
     def from_model(cls, model, tokenizer: QwenVLTokenizer | None = None) -> QwenVLProcessor:
         """The processor for `model`'s resolution and image tokens, with `tokenizer` (None: the
-        built-in BPE), refused when it has ids past the model's embedding rows (they would fail in
-        the first forward pass, as an index error)."""
+        built-in BPE), refused when it cannot be the model's own: ids past the model's embedding
+        rows (an index error in the first forward pass) or another <imgpad> id (the pictures would
+        never reach the language model)."""
         tokenizer = tokenizer or QwenVLTokenizer.default()
         rows = model.llm.get_input_embeddings().num_embeddings
-        if tokenizer.vocab_size > rows:
+        pad = tokenizer.convert_tokens_to_ids(IMG_PAD)
+        if tokenizer.vocab_size > rows or pad != model.config.image_pad_id:
             raise ValueError(
-                f"the tokenizer has {tokenizer.vocab_size} tokens and the model's embedding {rows} rows: "
-                "it is not the tokenizer this model was trained with; give that one (tokenizer=DIR)"
+                f"the tokenizer has {tokenizer.vocab_size} tokens with {IMG_PAD} = {pad}, and the model "
+                f"{rows} embedding rows with {IMG_PAD} = {model.config.image_pad_id}: it is not the "
+                "tokenizer this model was trained with; give that one (tokenizer=DIR)"
             )
         return cls(tokenizer, model.image_size, model.image_tokens)
 

@@ -33,6 +33,7 @@ SPECIAL_TOKENS = (
     QUAD_START, QUAD_END, IMG_START, IMG_END, IMG_PAD,
 )  # fmt: skip
 DEFAULT_FILE = Path(__file__).parent / "assets" / "tokenizer.json"
+TOKENIZER_FILES = ("tokenizer.json", "qwen.tiktoken")  # what from_pretrained reads, in its order
 
 # A backslash escapes the next character; any special tag is structure. Longest tags first so
 # that "</img>" is never read as "<" + ... .

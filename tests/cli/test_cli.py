@@ -101,7 +101,7 @@ def test_a_tokenizer_larger_than_the_models_embedding_is_refused_with_both_sizes
     args = [f"image={tmp_path}/img.png", "prompt=zqxj", "task=vqa", "max_new_tokens=2"]
     r = run_app(predict.main, f"ckpt={model_dir}", f"tokenizer={tok_dir}", *args)
     assert r.code != 0
-    assert "the tokenizer has 4097 tokens and the model's embedding 4096 rows" in str(r.code) + r.err
+    assert "the tokenizer has 4097 tokens with <imgpad> = 11, and the model 4096 embedding rows" in r.err
 
 
 def test_eval_reads_a_model_directory_with_the_tokenizer_given(tmp_path, run_app):
@@ -116,4 +116,15 @@ def test_eval_reads_a_model_directory_with_the_tokenizer_given(tmp_path, run_app
     assert run_app(eval_cli.main, *args).code == 0  # the built-in tokenizer fits the model
     r = run_app(eval_cli.main, *args, f"tokenizer={tok_dir}")
     assert r.code != 0
-    assert "the tokenizer has 4097 tokens and the model's embedding 4096 rows" in str(r.code) + r.err
+    assert "the tokenizer has 4097 tokens with <imgpad> = 11, and the model 4096 embedding rows" in r.err
+
+
+def test_a_tokenizer_given_for_a_model_that_brings_its_processor_is_named_as_unused(tmp_path, caplog):
+    model_dir, tok_dir = _model_dir_and_tokenizer_with_one_more_token(tmp_path, vocab_size=4160)
+    model, processor = load_for_eval(model_dir)
+    processor.save_pretrained(model_dir)  # the built-in tokenizer, saved beside the model
+    _, processor = load_for_eval(model_dir, tokenizer=tok_dir)
+    assert len(processor.tokenizer.encode_text("zqxj")) > 1  # the saved processor's, not tok_dir's
+    assert (
+        f"tokenizer={tok_dir} is not used: ckpt={model_dir} brings the processor saved there" in caplog.text
+    )

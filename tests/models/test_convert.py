@@ -359,3 +359,14 @@ def test_shard_names_must_stay_inside_the_directory(tmp_path, state):
     index.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="plain file names"):
         QwenVLModel.from_pretrained(tmp_path)
+
+
+def test_evaluation_reads_a_released_directory_with_its_own_tokenizer(tmp_path, state):
+    """`qwenvl-eval ckpt=` on the released directory itself: its qwen.tiktoken, not the built-in
+    BPE (whose <imgpad> would leave every picture out)."""
+    from qwenvl.evaluation.load import load_for_eval
+
+    write_released(tmp_path, state, "safetensors")
+    _, proc = load_for_eval(tmp_path)
+    ids = proc.encode("Picture 1: <img></img>\nWhat is in the picture?")
+    assert ids.count(IMG_PAD_ID) == QUERIES
