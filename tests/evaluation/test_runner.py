@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 from qwenvl.data.sample import Message, Sample
@@ -167,11 +168,31 @@ def test_two_processes_share_the_work_and_give_the_single_process_result(model, 
     assert ra["benchmarks"]["synthetic_vqa"]["metrics"] == rb["benchmarks"]["synthetic_vqa"]["metrics"]
 
 
-def test_a_checkpoint_that_is_not_there_or_not_a_model_is_named_with_what_is_expected(tmp_path):
+def test_a_checkpoint_that_is_not_there_or_not_a_model_is_named_with_what_to_pass(tmp_path):
     from qwenvl.evaluation.load import load_for_eval
 
-    with pytest.raises(FileNotFoundError, match=f"ckpt={tmp_path / 'nope'}: no such file or directory"):
-        load_for_eval(tmp_path / "nope")
+    def refusal(path, error=FileNotFoundError) -> str:
+        with pytest.raises(error) as e:
+            load_for_eval(path)
+        assert "pass a save_pretrained or released Qwen-VL directory" in str(e.value)
+        return str(e.value)
+
+    assert f"ckpt={tmp_path / 'nope'}: no such file or directory" in refusal(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="expected a save_pretrained / released Qwen-VL directory"):
-        load_for_eval(tmp_path / "empty")
+    assert "a directory without config.json;" in refusal(tmp_path / "empty")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "epoch=0.ckpt").touch()
+    (tmp_path / "checkpoints" / "last.ckpt").touch()
+    assert "it holds epoch=0.ckpt, last.ckpt: pass one of them" in refusal(tmp_path / "checkpoints")
+    (tmp_path / "notes.txt").write_text("hello")
+    assert "not a checkpoint torch can read with weights_only=True" in refusal(
+        tmp_path / "notes.txt", ValueError
+    )
+    torch.save({"weight": torch.zeros(2)}, tmp_path / "weights.pt")
+    assert "not a training checkpoint (no hyper_parameters" in refusal(tmp_path / "weights.pt", ValueError)
+    sharded = tmp_path / "run" / "checkpoints" / "last.ckpt"  # as trainer=fsdp lays it out
+    sharded.mkdir(parents=True)
+    torch.save({"global_step": 2}, sharded / "meta.pt")
+    with pytest.raises(ValueError, match="a sharded FSDP checkpoint") as e:
+        load_for_eval(sharded)
+    assert f"ckpt={sharded.parent / 'last.model'}" in str(e.value)

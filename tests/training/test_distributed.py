@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from lightning.fabric.utilities.load import _load_distributed_checkpoint  # what consolidate_checkpoint runs
 from safetensors.torch import load_file
 from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
 
@@ -54,6 +55,10 @@ def test_fsdp2_two_processes_saves_and_resumes_sharded_checkpoints(tmp_path, tra
     shards = torch.load(tmp_path / "consolidated.pt", weights_only=True)["state_dict"]
     assert stage2.keys() == {k.removeprefix("model.") for k in shards}
     assert all(torch.equal(v, shards[f"model.{k}"]) for k, v in stage2.items())  # step 4's weights
+    # What `python -m lightning.fabric.utilities.consolidate_checkpoint last.ckpt` writes evaluates too.
+    torch.save(_load_distributed_checkpoint(last), tmp_path / "last.ckpt.consolidated")
+    consolidated = load_for_eval(tmp_path / "last.ckpt.consolidated")[0].state_dict()
+    assert all(torch.equal(v, consolidated[k]) for k, v in model.state_dict().items())
     # (A stage started from it under FSDP: tests/cli/test_pipeline_distributed.py.)
     # Resumed once finished: nothing to train; its weights validated again (the model is sharded
     # once, though Lightning configures it for the validation as well), the same losses kept.

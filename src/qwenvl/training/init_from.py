@@ -55,22 +55,28 @@ def _read_dir(path: Path) -> dict[str, torch.Tensor]:
     """A save_pretrained directory's weights; any other directory is refused, saying what it is."""
     if (path / WEIGHTS_FILE).is_file():
         return load_file(str(path / WEIGHTS_FILE))
-    if (path / "meta.pt").is_file() or any(path.glob("*.distcp")):
-        # Not loaded here: its shards' index (.metadata) is read with pickle, which weights_only
-        # refuses (it can run code); converting it is the owner's explicit choice.
-        raise ValueError(
-            f"stage.init_from={path}: a sharded FSDP checkpoint (*.distcp shards and meta.pt, written by "
-            f"trainer=fsdp), which is read only by unpickling its .metadata. Pass the full model the run "
-            f"wrote beside it at its end, stage.init_from={path.parent / EXPORT_NAME}; or, for shards "
-            f"of an unfinished run, if you trust them: python -m "
-            f"lightning.fabric.utilities.consolidate_checkpoint {path} (writes {path}.consolidated), then "
-            f"pass stage.init_from={path}.consolidated"
-        )
+    refuse_sharded(path, "stage.init_from")
     ckpts = sorted(p.name for p in path.glob("*.ckpt"))
     inside = f"; it holds {', '.join(ckpts)}: pass one of them" if ckpts else ""
     raise FileNotFoundError(
         f"stage.init_from={path}: a directory without {WEIGHTS_FILE}, so no save_pretrained directory"
         f"{inside}; {TAKES}"
+    )
+
+
+def refuse_sharded(path: Path, key: str) -> None:
+    """ValueError for a sharded FSDP checkpoint directory given as `key`=path, naming what to pass."""
+    if not ((path / "meta.pt").is_file() or any(path.glob("*.distcp"))):
+        return
+    # Not loaded here: its shards' index (.metadata) is read with pickle, which weights_only
+    # refuses (it can run code); converting it is the owner's explicit choice.
+    raise ValueError(
+        f"{key}={path}: a sharded FSDP checkpoint (*.distcp shards and meta.pt, written by "
+        f"trainer=fsdp), which is read only by unpickling its .metadata. Pass the full model the run "
+        f"wrote beside it at its end, {key}={path.parent / EXPORT_NAME}; or, for shards "
+        f"of an unfinished run, if you trust them: python -m "
+        f"lightning.fabric.utilities.consolidate_checkpoint {path} (writes {path}.consolidated), then "
+        f"pass {key}={path}.consolidated"
     )
 
 
