@@ -1,6 +1,7 @@
 """stage.init_from's errors name the file, the reason and what to pass; a sharded FSDP checkpoint is
 refused with the command that makes it one file, which then loads."""
 
+import json
 import subprocess
 import sys
 
@@ -55,6 +56,13 @@ def test_a_directory_without_weights_says_what_it_holds(tmp_path):
     (tmp_path / "last.ckpt").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="it holds last.ckpt: pass one of them"):
         read_weights(tmp_path)
+
+
+def test_a_released_qwen_vl_directory_is_refused_with_the_command_that_converts_it(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen", "visual": {"width": 8}}))
+    with pytest.raises(ValueError, match="a released Qwen-VL directory") as e:
+        read_weights(tmp_path)
+    assert f"qwenvl-convert {tmp_path} OUT_DIR" in str(e.value)
 
 
 def test_a_sharded_fsdp_checkpoint_is_refused_with_the_command_that_consolidates_it(tmp_path, tiny):

@@ -56,6 +56,13 @@ def _read_dir(path: Path) -> dict[str, torch.Tensor]:
     if (path / WEIGHTS_FILE).is_file():
         return load_file(str(path / WEIGHTS_FILE))
     refuse_sharded(path, "stage.init_from")
+    from qwenvl.models.convert import is_released_dir  # convert imports the model module
+
+    if is_released_dir(path):  # loading it here would hold a second whole model in memory
+        raise ValueError(
+            f"stage.init_from={path}: a released Qwen-VL directory (its own key layout, in shards). "
+            f"Convert it once, `qwenvl-convert {path} OUT_DIR`, then pass stage.init_from=OUT_DIR"
+        )
     ckpts = sorted(p.name for p in path.glob("*.ckpt"))
     inside = f"; it holds {', '.join(ckpts)}: pass one of them" if ckpts else ""
     raise FileNotFoundError(
