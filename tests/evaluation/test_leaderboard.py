@@ -286,3 +286,19 @@ def test_hydra_callback_runs_at_the_end_of_a_real_multirun(tmp_path):
     md = (sweep / "leaderboard.md").read_text()
     assert "`seed=7`" in md and "| `q=2` | **27.0** |" in md and "Qwen-VL (paper)" in md
     assert (sweep / "leaderboard.png").is_file()
+
+
+def test_scores_that_are_not_like_for_like_get_a_note(tmp_path):
+    write_run(tmp_path / "a", {"synthetic_vqa": {"vqa_acc": 71.2}, "synthetic_ocr": {"cer": 0.5}}, ["seed=1"])
+    write_run(tmp_path / "b", {"synthetic_vqa": {"vqa_acc": 65.0}, "synthetic_ocr": {"cer": 0.4}}, ["seed=2"])
+    assert build_leaderboard([load_results(p) for p in find_results([tmp_path])]).notes == []
+    data = json.loads((tmp_path / "b" / "results.json").read_text())
+    data["benchmarks"]["synthetic_vqa"]["samples"] = 200  # a run scored with another limit
+    data["protocol"] = "qwen_vl"
+    (tmp_path / "b" / "results.json").write_text(json.dumps(data))
+    board = build_leaderboard([load_results(p) for p in find_results([tmp_path])])
+    assert board.notes == [
+        "synthetic_vqa: the runs scored different numbers of samples (10, 200), not like for like.",
+        "The runs used different evaluation protocols (default, qwen_vl), not like for like.",
+    ]
+    assert board.notes[0] in board.to_markdown()

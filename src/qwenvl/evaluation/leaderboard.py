@@ -394,7 +394,7 @@ def build_leaderboard(
         Row(name, {c: v for c, v in run.metrics().items() if c in columns}, source=str(run.run_dir))
         for name, run in zip(names, runs, strict=True)
     ]
-    notes = []
+    notes = _unlike_for_like(runs, {c.rsplit("/", 1)[0] for c in columns})
     for ref in references or []:
         values = {c: v for c, v in ref.values.items() if c in columns}
         if values:
@@ -402,6 +402,25 @@ def build_leaderboard(
         else:
             notes.append(f"{ref.name}: no benchmark in common with the runs, not shown.")
     return Leaderboard(rows=rows, columns=columns, shared_overrides=shared, notes=notes, title=title)
+
+
+def _unlike_for_like(runs: Sequence[RunResult], benchmarks: set[str]) -> list[str]:
+    """Notes for scores that sit side by side without being comparable: a benchmark scored on
+    different numbers of samples (a `limit`, or an interrupted run), or runs of different protocols."""
+    notes = []
+    for bench in sorted(benchmarks):
+        counts = {r.benchmarks[bench].samples for r in runs if bench in r.benchmarks} - {None}
+        if len(counts) > 1:
+            listed = ", ".join(str(c) for c in sorted(counts))
+            notes.append(
+                f"{bench}: the runs scored different numbers of samples ({listed}), not like for like."
+            )
+    protocols = sorted({r.protocol for r in runs})
+    if len(protocols) > 1:
+        notes.append(
+            f"The runs used different evaluation protocols ({', '.join(protocols)}), not like for like."
+        )
+    return notes
 
 
 _HTML = """<!DOCTYPE html>
