@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 
-def _div(a, b) -> int:
-    """Gradient accumulation = global batch / (per-device batch x devices x nodes), exact."""
-    if int(a) % int(b):
-        raise ValueError(f"global batch {a} is not a multiple of the per-step batch {b}")
-    return int(a) // int(b)
+def _accumulation(global_batch, batch_size, devices, nodes=1, accelerator="auto") -> int:
+    """Micro-batches per optimizer step that reach `global_batch` samples, from `batch_size` per
+    process on the run's processes (devices x nodes); 1 where no global batch is set."""
+    if global_batch is None:
+        return 1
+    processes = _processes(devices, nodes, accelerator)
+    if int(global_batch) % (int(batch_size) * processes):
+        raise ValueError(
+            f"global_batch={global_batch} is not a multiple of data.batch_size x processes = "
+            f"{batch_size} x {processes}: gradient accumulation cannot reach it exactly"
+        )
+    return int(global_batch) // (int(batch_size) * processes)
 
 
 def _processes(devices, nodes, accelerator="auto") -> int:
@@ -34,8 +40,7 @@ for name, fn in {
     "qwenvl_rank0": lambda value: value if _rank() == 0 else None,
     "qwenvl_rank_suffix": lambda: f"_rank{_rank()}" if _rank() else "",
     "qwenvl_processes": _processes,
-    "qwenvl_div": _div,
-    "qwenvl_mul": lambda *xs: math.prod(int(x) for x in xs),
+    "qwenvl_accumulation": _accumulation,
     "parent": lambda p: str(Path(p).parent),
 }.items():
     OmegaConf.register_new_resolver(name, fn, replace=True)
