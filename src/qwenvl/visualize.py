@@ -32,3 +32,14 @@ def draw_groundings(
             draw.rectangle(draw.textbbox((tx, ty), g.ref, font=font), fill=colour)
             draw.text((tx, ty), g.ref, fill="white", font=font)
     return out
+
+
+def side_by_side(images: list[Image.Image], gap: int = 8) -> Image.Image:
+    """The pictures in a row on white, `gap` pixels apart, each at its own size (top-aligned)."""
+    width = sum(im.width for im in images) + gap * (len(images) - 1)
+    out = Image.new("RGB", (width, max(im.height for im in images)), "white")
+    x = 0
+    for im in images:
+        out.paste(im.convert("RGB"), (x, 0))
+        x += im.width + gap
+    return out

@@ -128,3 +128,14 @@ def test_a_tokenizer_given_for_a_model_that_brings_its_processor_is_named_as_unu
     assert (
         f"tokenizer={tok_dir} is not used: ckpt={model_dir} brings the processor saved there" in caplog.text
     )
+
+
+def test_predict_answers_a_prompt_about_two_pictures_and_names_a_missing_one(tmp_path, run_app):
+    Image.new("RGB", (120, 90), "orange").save(tmp_path / "a.png")
+    Image.new("RGB", (60, 60), "blue").save(tmp_path / "b.png")
+    args = ["prompt=What changed?", "task=vqa", "max_new_tokens=3"]
+    r = run_app(predict.main, f"image=[{tmp_path}/a.png,{tmp_path}/b.png]", *args)
+    assert r.code == 0, r.err[-2000:]
+    assert "Picture 1: <img></img>" in r.out and "Picture 2: <img></img>" in r.out and "answer:" in r.out
+    r = run_app(predict.main, f"image=[{tmp_path}/a.png,{tmp_path}/c.png]", *args)
+    assert f"image not found: {tmp_path}/c.png" in str(r.code)
