@@ -72,3 +72,12 @@ def test_data_bench_reports_rates_and_packing(capsys):
     assert result["loader"][0]["samples"] == 16 and result["loader"][0]["samples_per_s"] > 0
     assert 0 < _number("packing efficiency", out) <= 1
     assert 0 < result["packing"]["efficiency"] <= 1
+
+
+def test_resume_bench_times_both_ways_of_resuming_a_stream(capsys):
+    from qwenvl.data import bench_resume
+
+    args = ["--shards", "2", "--per-shard", "6", "--batches", "3", "--batch-size", "2", "--repeats", "1"]
+    result = bench_resume.main(args)
+    assert result["at_positions_s"] > 0 and result["reading_past_s"] > 0
+    assert "first batch after a resume at 3 batches of 2" in capsys.readouterr().out

@@ -63,3 +63,54 @@ def test_the_data_module_reads_past_what_a_resumed_epoch_had_trained_on(proc, tm
     resumed = [b["input_ids"] for b in dm.train_dataloader()]
     assert len(resumed) == len(full) - 3
     assert all(torch.equal(a, b) for a, b in zip(resumed, full[3:], strict=True))
+
+
+def _positions_after(batches) -> dict:
+    """What the training module keeps after training on `batches` (stream_positions.record)."""
+    from qwenvl.training.stream_positions import record
+
+    state: dict = {}
+    for b in batches:
+        state = record(state, b["stream_position"], epoch=0)
+    return state
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_resumed_stream_starts_each_worker_where_it_stood_without_decoding_what_came_before(
+    proc, tmp_path, workers, caplog
+):
+    _write_shards(tmp_path, n_shards=4, per_shard=5, bad=True)  # 3 bad samples at each shard's end
+
+    def module():
+        pairs = WebDatasetPairs(tmp_path, "pairs-{000000..000003}.tar", max_pixels=1000)
+        return QwenVLDataModule(pairs, processor=proc, batch_size=2, num_workers=workers)
+
+    full = list(module().train_dataloader())
+    assert len(full) == 10 and all("stream_position" in b for b in full)  # 20 good samples
+    for k in (1, 4, 7):  # mid-shard, at a shard's end, in each worker's second shard; odd k: roles turn
+        dm = module()
+        dm.resume_stream = _positions_after(full[:k])
+        with caplog.at_level("INFO", logger="qwenvl.data.stream_resume"):
+            resumed = list(dm.train_dataloader())
+        assert "where each worker stopped" in caplog.text
+        assert [b["input_ids"].tolist() for b in resumed] == [b["input_ids"].tolist() for b in full[k:]]
+        assert [b["stream_position"] for b in resumed] == [b["stream_position"] for b in full[k:]]
+        if not workers:  # the counts of this process: only the samples after the positions decoded
+            assert dm.train_set.stats["samples"] == sum(len(b["tasks"]) for b in full[k:])
+        assert len(list(dm.train_dataloader())) == len(full)  # the next epoch: every shard again
+
+
+def test_positions_from_another_worker_count_fall_back_to_reading_past_the_batches(proc, tmp_path, caplog):
+    _write_shards(tmp_path, n_shards=4, per_shard=5)
+
+    def module(workers):
+        pairs = WebDatasetPairs(tmp_path, "pairs-{000000..000003}.tar")
+        return QwenVLDataModule(pairs, processor=proc, batch_size=2, num_workers=workers)
+
+    two = list(module(2).train_dataloader())
+    one = [b["input_ids"].tolist() for b in module(0).train_dataloader()]
+    dm = module(0)
+    dm.resume_stream, dm.resume_samples = _positions_after(two[:3]), 3 * 2
+    with caplog.at_level("INFO", logger="qwenvl.data.stream_resume"):
+        assert [b["input_ids"].tolist() for b in dm.train_dataloader()] == one[3:]
+    assert "read its stream with 2 workers and this one with 1" in caplog.text

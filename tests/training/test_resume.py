@@ -85,7 +85,7 @@ def _write_pair_shards(root, n_shards: int, per_shard: int) -> str:
 
 
 def test_killed_run_on_streamed_shards_resumes_to_identical_weights(tmp_path, wait_for_step, launch):
-    """The stream has no sampler to restore: the resumed epoch reads past what it had trained on."""
+    """The stream has no sampler to restore: the resumed epoch starts each worker where it stood."""
     shards = tmp_path / "shards"
     shards.mkdir()
     pattern = _write_pair_shards(shards, n_shards=4, per_shard=10)  # 20 batches of 2 an epoch
@@ -108,7 +108,8 @@ def test_killed_run_on_streamed_shards_resumes_to_identical_weights(tmp_path, wa
         "global_step"
     ]
     assert killed_at < STEPS
-    train(tmp_path / "killed", "ckpt_path=last")
+    r = train(tmp_path / "killed", "ckpt_path=last")
+    assert "resuming a streamed epoch where each worker stopped" in r.stdout + r.stderr
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
     assert a.keys() == b.keys()
     for k in a:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 
 from qwenvl.data.sample import Sample
+from qwenvl.data.stream_resume import StreamItem
 from qwenvl.data.templates import render
 from qwenvl.processor import QwenVLProcessor
 from qwenvl.tokenizer import IMG_END, IMG_START
@@ -69,7 +70,11 @@ class Collator:
                 cut = opened[-1]
         return ids[:cut], labels[:cut], ids[:cut].count(self.img_start)
 
-    def __call__(self, items: Sequence[Encoded | Sample | None]) -> dict[str, torch.Tensor]:
+    def __call__(self, items: Sequence[Encoded | Sample | StreamItem | None]) -> dict[str, torch.Tensor]:
+        # A stream's items say where it stands after each; a batch (one worker's, in order) keeps
+        # its last: `stream_position`, which the training module keeps for an exact resume.
+        positions = [x.position for x in items if isinstance(x, StreamItem)]
+        items = [x.item if isinstance(x, StreamItem) else x for x in items]
         encoded = [self.encode(x) if isinstance(x, Sample) else x for x in items if x is not None]
         if not encoded:
             raise ValueError("every sample of this batch was skipped as bad input; see the data warnings")
@@ -79,6 +84,8 @@ class Collator:
             batch, order = self._padded(encoded), range(len(encoded))
         # The model fills image pads row by row, left to right: stack the images in that order.
         batch["pixel_values"] = torch.cat([encoded[i].pixel_values for i in order])
+        if positions:
+            batch["stream_position"] = positions[-1]
         return batch
 
     def _padded(self, encoded: list[Encoded]) -> dict:

@@ -9,7 +9,7 @@ from qwenvl.data.collate import Collator
 from qwenvl.data.robust import Guarded, GuardedStream
 from qwenvl.data.sample import Message, Sample
 from qwenvl.data.sampler import ResumableSampler, resumable_loader
-from qwenvl.data.stream_resume import ResumableStreamLoader
+from qwenvl.data.stream_resume import ResumableStreamLoader, StreamResume
 from qwenvl.processor import QwenVLProcessor
 
 
@@ -42,6 +42,7 @@ class QwenVLDataModule(L.LightningDataModule):
         self.text_only = text_only
         self.train_sampler: ResumableSampler | None = None
         self.resume_samples = 0  # set on resume: this rank's samples the interrupted epoch consumed
+        self.resume_stream: dict | None = None  # set on resume: where a stream's workers stood
         self._guards: list[Guarded] = []
 
     def skipped(self) -> dict[str, int]:
@@ -70,15 +71,17 @@ class QwenVLDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset, shuffle: bool, pack: bool | None = None) -> DataLoader:
         collator = self.collator(pack)
         encode = (lambda s: collator.encode(without_images(s))) if self.text_only else collator.encode
-        skip = 0
+        skip, resume = 0, None
         if shuffle:  # the training loader: a resumed epoch's first pass starts where it stopped
             skip, self.resume_samples = self.resume_samples, 0
-        if isinstance(dataset, IterableDataset):  # streamed shards: no sampler; read past on resume
+            resume, self.resume_stream = StreamResume.from_record(self.resume_stream), None
+        if isinstance(dataset, IterableDataset):  # streamed shards: no sampler; start where it stood
             stream = GuardedStream(dataset, encode, self.on_error)
             self._guards.append(stream.guard)
             return ResumableStreamLoader(
                 stream,
                 skip_batches=skip // self.batch_size,
+                resume=resume,
                 batch_size=self.batch_size,
                 num_workers=self.num_workers,
                 collate_fn=collator,

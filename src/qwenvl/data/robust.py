@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from torch.utils.data import Dataset, IterableDataset
 
+from qwenvl.data.stream_resume import StreamItem
+
 log = logging.getLogger(__name__)
 
 
@@ -52,11 +54,22 @@ class GuardedStream(IterableDataset):
     def __init__(self, dataset: IterableDataset, fn: Callable, on_error: str = "skip"):
         self.guard = Guarded(dataset, fn, on_error)
 
+    @property
+    def seekable(self) -> bool:
+        """Whether the stream says where it stands and can start there (`stream_resume`)."""
+        return hasattr(self.guard.dataset, "resume_at")
+
+    def resume_at(self, resume) -> None:
+        self.guard.dataset.resume_at(resume)
+
     def __iter__(self):
         g = self.guard
         for i, sample in enumerate(g.dataset):
             try:
-                yield g.fn(sample)
+                position = getattr(sample, "meta", {}).get("stream_position")
+                encoded = g.fn(sample)
+                # The position travels with the sample to its batch (Collator), and so to training.
+                yield encoded if position is None else StreamItem(encoded, position)
             except Exception as e:  # one bad sample must not end a run
                 # getattr: the message must not fail on an item that is no Sample at all
                 source = getattr(sample, "meta", {}).get("source", "stream")

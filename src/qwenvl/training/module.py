@@ -21,7 +21,7 @@ from qwenvl.data.sample import TASKS
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.processor import QwenVLProcessor
 from qwenvl.tokenizer import QwenVLTokenizer
-from qwenvl.training import init_from
+from qwenvl.training import init_from, stream_positions
 from qwenvl.training.optim import build_optimizer, part_of
 from qwenvl.training.parallel import broadcast_from_rank0, enable_activation_checkpointing, shard_fsdp2
 from qwenvl.training.stages import StageConfig, apply_freezing
@@ -78,6 +78,7 @@ class QwenVLLitModule(L.LightningModule):
         self._train_tasks_step = 0  # the global_step they were last written at
         self._val_tasks: torch.Tensor | None = None  # task_totals of this validation so far
         self._part_groups: dict[str, int] = {}  # part -> optimizer group (on_train_start)
+        self._stream: dict = {}  # a streamed loader's positions at the last batch (stream_positions)
 
     def datamodule(self, cfg) -> L.LightningDataModule:
         """The stage's data from the composed run config: `data`, with this model's processor."""
@@ -111,6 +112,12 @@ class QwenVLLitModule(L.LightningModule):
         # ends). A hook, not training_step, so that the stages with their own steps log them too.
         for part, i in self._part_groups.items():
             self.log(f"lr/{part}", optimizer.param_groups[i]["lr"])
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Before the step, not after it: a checkpoint saved at this batch's end (a callback, which
+        # runs before the module's own batch-end hook) must know where the stream stood after it.
+        if isinstance(batch, dict) and batch.get("stream_position") is not None:
+            self._stream = stream_positions.record(self._stream, batch["stream_position"], self.current_epoch)
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self._log_train_tasks()
@@ -182,6 +189,10 @@ class QwenVLLitModule(L.LightningModule):
     # -- exact resume --------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["rng"] = {"torch": torch.get_rng_state()}  # a tensor: loads with weights_only=True
+        world = self._trainer.world_size if self._trainer is not None else 1
+        states = stream_positions.gather(self._stream, world)  # every rank saves, so every rank gathers
+        if any(states):
+            checkpoint["stream_positions"] = states
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if "rng" in checkpoint:
@@ -195,6 +206,12 @@ class QwenVLLitModule(L.LightningModule):
         datamodule = self._trainer.datamodule if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "resume_samples"):
             datamodule.resume_samples = done * datamodule.batch_size
+        # A stream that says where it stands starts each worker there instead (stream_resume).
+        world = self._trainer.world_size if self._trainer is not None else 1
+        mine = stream_positions.for_rank(checkpoint.get("stream_positions"), self.global_rank, world)
+        self._stream = mine or {}
+        if datamodule is not None and hasattr(datamodule, "resume_stream"):
+            datamodule.resume_stream = mine
 
     def on_train_start(self) -> None:
         self._part_groups = part_groups(self, self.trainer.optimizers[0])  # for lr/<part>

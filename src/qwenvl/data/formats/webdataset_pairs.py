@@ -8,7 +8,9 @@ to each node, or some ranks run dry first. Images are decoded here, under the pi
 returned as RGB PIL images (a shard member has no path to return).
 
 Unlike the map-style loaders, bad samples are found while streaming: `stats` counts those seen
-in *this* process (each DataLoader worker process keeps its own counts).
+in *this* process (each DataLoader worker process keeps its own counts). Each Sample's
+`meta["stream_position"]` says where the stream stands after it, so that a resumed run starts each
+worker there (`qwenvl.data.stream_resume`) instead of decoding its way back.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from webdataset.shardlists import expand_urls
 from qwenvl.data import templates
 from qwenvl.data.formats.base import DEFAULT_MAX_PIXELS, DataError, ErrorPolicy, ImageProblem, read_image
 from qwenvl.data.sample import Message, Sample
+from qwenvl.data.stream_resume import StreamResume
 from qwenvl.tokenizer import escape
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
@@ -68,21 +71,34 @@ class WebDatasetPairs(IterableDataset):
         """Counts in this process: samples, skipped, skipped/<reason>."""
         return dict(self.policy.stats)
 
+    def resume_at(self, resume: StreamResume | None) -> None:
+        """Start the next pass where `resume` says each worker role stopped (None: at the start)."""
+        self._resume = resume
+
     def __iter__(self) -> Iterator[Sample]:
-        pipeline = wds.DataPipeline(
-            wds.SimpleShardList(self.shards),
-            wds.split_by_node,
-            wds.split_by_worker,
-            wds.tarfile_to_samples(handler=self._shard_error),
-        )
-        for raw in pipeline:
-            try:
-                sample = self.build(raw)
-            except DataError as e:
-                self.policy.handle(e)
-                continue
-            self.policy.stats["samples"] += 1
-            yield sample
+        # Shards split across nodes, then across worker roles, as wds.split_by_node and
+        # split_by_worker would; a role is a worker's place in the loader's round, rotated on a
+        # resume so that the first batch comes from the role whose turn it was (stream_resume).
+        resume, self._resume = getattr(self, "_resume", None), None  # the first pass after a resume only
+        rank, world, worker, workers = wds.utils.pytorch_worker_info()
+        role = resume.role(worker) if resume else worker
+        shards = self.shards[rank::world][role::workers]
+        first, skip = resume.positions.get(role, (0, 0)) if resume else (0, 0)
+        for s in range(first, len(shards)):
+            pipeline = wds.DataPipeline(
+                wds.SimpleShardList([shards[s]]), wds.tarfile_to_samples(handler=self._shard_error)
+            )
+            for i, raw in enumerate(pipeline):
+                if s == first and i < skip:
+                    continue  # trained on before the interruption: read past, never decoded
+                try:
+                    sample = self.build(raw)
+                except DataError as e:
+                    self.policy.handle(e)
+                    continue
+                self.policy.stats["samples"] += 1
+                sample.meta["stream_position"] = (role, workers, s, i + 1)  # where the next one is
+                yield sample
 
     def _shard_error(self, exn: Exception) -> bool:
         """webdataset's handler for unreadable shards or members: True means go on."""
