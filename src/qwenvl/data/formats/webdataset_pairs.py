@@ -56,6 +56,7 @@ class WebDatasetPairs(IterableDataset):
         self.root, self.split, self.lang = Path(root), split, lang
         self.max_pixels, self.image_keys = int(max_pixels), tuple(image_keys)
         self.policy = ErrorPolicy(on_error)
+        self._resume: StreamResume | None = None  # where the next pass starts (resume_at)
         templates.prompt("caption", lang)  # an unknown language fails here
         # Local files only, as absolute paths: webdataset would run a "pipe:..." name as a shell command.
         self.shards = [str(self.root.resolve() / p) for p in expand_urls(str(annotation_file))]
@@ -79,7 +80,7 @@ class WebDatasetPairs(IterableDataset):
         # Shards split across nodes, then across worker roles, as wds.split_by_node and
         # split_by_worker would; a role is a worker's place in the loader's round, rotated on a
         # resume so that the first batch comes from the role whose turn it was (stream_resume).
-        resume, self._resume = getattr(self, "_resume", None), None  # the first pass after a resume only
+        resume, self._resume = self._resume, None  # the first pass after a resume only
         rank, world, worker, workers = wds.utils.pytorch_worker_info()
         role = resume.role(worker) if resume else worker
         shards = self.shards[rank::world][role::workers]
