@@ -29,6 +29,7 @@ def test_keys_are_looked_up_under_the_group_options_chosen():
 def test_sweeps_are_looked_up_at_their_first_value_and_bad_values_get_no_line():
     assert missing_keys("train", ["trainer.max_stepz=5,6"])[0].startswith("trainer.max_stepz:")
     assert missing_keys("train", ["max_steps=abc", "stage=multitsk"]) == []  # Hydra names these
+    assert missing_keys("train", ["experiment=nope", "debug=fdrr"]) == []  # groups unset by default
     assert hints("train", ["--config-dir", "/elsewhere", "stage.lrr=1"]) == []  # not reproducible
 
 

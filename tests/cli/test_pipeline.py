@@ -230,3 +230,14 @@ def test_a_killed_pipeline_reuses_finished_stages_and_resumes_the_interrupted_on
     r = _pipeline(out, "steps.warmup=13")
     assert r.returncode != 0
     assert "other settings" in r.stderr and "max_steps=13" in r.stderr
+
+
+def test_debug_fdr_runs_each_stage_one_step_and_the_summary_says_so(tmp_path, run_app):
+    args = [f"hydra.run.dir={tmp_path}", "debug=fdr", "stages=[pretrain,sft]", "logger=none"]
+    args += ["callbacks.progress=null", "eval.benchmarks=[synthetic_vqa]", "eval.limit=2", "eval.controls=[]"]
+    args += ["eval.gap_tasks=[]", "data.batch_size=2", "data.val.size=2", "eval.gallery=0"]
+    r = run_app(pipeline.main, *args)
+    assert r.code == 0, r.err[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [s["steps"] for s in summary["stages"].values()] == [1, 1]  # not the 300 asked for
+    assert "| pretrain | 1 |" in (tmp_path / "summary.md").read_text()

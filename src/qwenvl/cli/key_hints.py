@@ -75,6 +75,8 @@ def _missing(cfg: DictConfig, o: Override) -> str | None:
     parts = o.key_or_group.split(".")
     if o.package is not None or parts[0] == "hydra" or "/" in o.key_or_group:
         return None  # Hydra's own settings, and group options, which Hydra's message lists
+    if len(parts) == 1 and (CONF_DIR / parts[0]).is_dir():
+        return None  # an option of a group that is no key when unset (experiment, debug): the same
     node = cfg
     for depth, part in enumerate(parts):
         if not isinstance(node, DictConfig):

@@ -272,7 +272,8 @@ def run_stage(cfg: DictConfig, overrides: list[str], i: int, stage: str) -> dict
         t0 = time.perf_counter()
         metrics = train(stage_cfg)
         # minutes of this process: a resumed stage counts only the part after its checkpoint
-        metrics.update(steps=stage_cfg.max_steps, minutes=(time.perf_counter() - t0) / 60)
+        steps = metrics.get("global_step", stage_cfg.max_steps)  # what ran, not what was asked
+        metrics.update(steps=steps, minutes=(time.perf_counter() - t0) / 60)
         write_record(where, stage, overrides, "trained", metrics)
     if not lead:
         return metrics

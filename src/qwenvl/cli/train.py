@@ -139,6 +139,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics.update(history.summary())
     if trainer.is_global_zero:  # every step's loss, for the loss curves (training/loss_chart.py)
         write_losses(cfg.paths.output_dir, cfg.stage.name, history.losses)
+    metrics["global_step"] = trainer.global_step  # optimizer steps taken (debug=fdr: 1, whatever max_steps)
     checkpoints = Path(cfg.paths.output_dir) / "checkpoints"
     metrics["checkpoint"] = str(checkpoints / "last.ckpt")
     if isinstance(trainer.strategy, ModelParallelStrategy):  # last.ckpt is shards: export the model
