@@ -114,3 +114,18 @@ def test_positions_from_another_worker_count_fall_back_to_reading_past_the_batch
     with caplog.at_level("INFO", logger="qwenvl.data.stream_resume"):
         assert [b["input_ids"].tolist() for b in dm.train_dataloader()] == one[3:]
     assert "read its stream with 2 workers and this one with 1" in caplog.text
+
+
+def test_positions_on_shards_that_changed_fall_back_to_reading_past_the_batches(proc, tmp_path, caplog):
+    _write_shards(tmp_path, n_shards=4, per_shard=5)
+
+    def module(pattern):
+        return QwenVLDataModule(WebDatasetPairs(tmp_path, pattern), processor=proc, batch_size=2)
+
+    before = list(module("pairs-{000000..000003}.tar").train_dataloader())
+    after = [b["input_ids"].tolist() for b in module("pairs-{000001..000003}.tar").train_dataloader()]
+    dm = module("pairs-{000001..000003}.tar")  # the first shard dropped from the list since
+    dm.resume_stream, dm.resume_samples = _positions_after(before[:3]), 3 * 2
+    with caplog.at_level("INFO", logger="qwenvl.data.stream_resume"):
+        assert [b["input_ids"].tolist() for b in dm.train_dataloader()] == after[3:]
+    assert "shard 1 was pairs-000001.tar and is now pairs-000002.tar" in caplog.text

@@ -62,6 +62,9 @@ class GuardedStream(IterableDataset):
     def resume_at(self, resume) -> None:
         self.guard.dataset.resume_at(resume)
 
+    def moved_shards(self, resume) -> str | None:
+        return self.guard.dataset.moved_shards(resume)
+
     def __iter__(self):
         g = self.guard
         for i, sample in enumerate(g.dataset):

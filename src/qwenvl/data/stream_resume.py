@@ -3,16 +3,18 @@ interrupted epoch stopped.
 
 A map-style dataset resumes by starting its sampler further in (`sampler.resumable_loader`). A
 stream cannot seek, but it can say where it stands: each sample of a stream that knows its
-position (`WebDatasetPairs`) carries `(role, workers, shard, next member)` through collation, the
+position (`WebDatasetPairs`) carries `(role, workers, shard, next member, shard name)` through
+collation, the
 training module keeps the position of the last batch each worker role gave it, and the checkpoint
 holds them, every rank's (`StreamResume`). Resumed, each worker role starts at its shard and reads
 past the members before its position without decoding them, and the roles are rotated so that the
 first batch comes from the role whose turn it was: the loader takes batches from its workers in a
 fixed round, so the batches are the uninterrupted run's, whatever was skipped as bad.
 
-A stream without positions (or a checkpoint from before them, or another number of workers) falls
-back to reading past the batches the interrupted epoch had trained on: exact too, at the cost of
-loading those batches again, with no training.
+A stream without positions (a checkpoint from before them, another number of workers, or shards
+that are not where the positions say) falls back to reading past the batches the interrupted epoch
+had trained on: exact too where the stream is the same, at the cost of loading those batches
+again, with no training.
 """
 
 from __future__ import annotations
@@ -27,19 +29,20 @@ log = logging.getLogger(__name__)
 
 
 class StreamItem(NamedTuple):
-    """An encoded sample and where its stream stands after it: (role, workers, shard, next member)."""
+    """An encoded sample and where its stream stands after it: (role, workers, shard, next member,
+    shard name)."""
 
     item: Any
-    position: tuple[int, int, int, int]
+    position: tuple[int, int, int, int, str]
 
 
 @dataclass
 class StreamResume:
-    """Where each worker role of one rank stopped: `positions[role] = (shard, next member)` within the
-    role's own shards, `last_role` the role of the last batch trained on, `workers` the loader's
-    worker count (at least 1) that the roles belong to."""
+    """Where each worker role of one rank stopped: `positions[role] = (shard, next member, shard
+    name)` within the role's own shards, `last_role` the role of the last batch trained on,
+    `workers` the loader's worker count (at least 1) that the roles belong to."""
 
-    positions: dict[int, tuple[int, int]]
+    positions: dict[int, tuple[int, int, str]]
     workers: int
     last_role: int | None
 
@@ -53,7 +56,7 @@ class StreamResume:
         """From what the training module keeps (`positions`, `workers`, `last_role`); None if empty."""
         if not record or not record.get("positions"):
             return None
-        positions = {int(r): (int(p[0]), int(p[1])) for r, p in record["positions"].items()}
+        positions = {int(r): (int(p[0]), int(p[1]), str(p[2])) for r, p in record["positions"].items()}
         return cls(positions, int(record["workers"]), record.get("last_role"))
 
 
@@ -101,6 +104,10 @@ class ResumableStreamLoader(DataLoader):
     def _seeks(self, resume: StreamResume) -> bool:
         """Whether this pass can start at `resume`: a dataset that seeks, the same worker count."""
         if not getattr(self.dataset, "seekable", False):
+            return False
+        moved = self.dataset.moved_shards(resume)
+        if moved:
+            log.warning("%s since the interrupted run: reading past its batches instead", moved)
             return False
         if resume.workers != max(1, self.num_workers):
             log.warning(

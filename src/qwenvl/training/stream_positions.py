@@ -12,15 +12,18 @@ log = logging.getLogger(__name__)
 
 
 def record(state: dict, position, epoch: int) -> dict:
-    """`state` with a batch's `stream_position` (role, workers, shard, next member) taken in.
+    """`state` with a batch's `stream_position` (role, workers, shard, next member, shard name)
+    taken in.
 
-    state: {"epoch", "workers", "positions": {role: (shard, next member)}, "last_role"}; a batch of
-    another epoch starts it afresh (a new pass reads every shard from its start).
+    state: {"epoch", "workers", "positions": {role: (shard, next member, shard name)},
+    "last_role"}; a batch of another epoch starts it afresh (a new pass reads every shard from its
+    start).
     """
-    role, workers, shard, member = (int(v) for v in position)
+    role, workers, shard, member, name = position
+    role, workers = int(role), int(workers)
     if state.get("epoch") != epoch or state.get("workers") != workers:
         state = {"epoch": epoch, "workers": workers, "positions": {}, "last_role": None}
-    state["positions"][role] = (shard, member)
+    state["positions"][role] = (int(shard), int(member), str(name))
     state["last_role"] = role
     return state
 
@@ -48,7 +51,4 @@ def for_rank(states: list | None, rank: int, world_size: int) -> dict | None:
         )
         return None
     state = states[rank]
-    if not state:
-        return None
-    positions = {int(r): (int(p[0]), int(p[1])) for r, p in state["positions"].items()}
-    return {**state, "positions": positions}
+    return {**state, "positions": dict(state["positions"])} if state else None

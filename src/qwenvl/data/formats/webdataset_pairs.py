@@ -76,15 +76,30 @@ class WebDatasetPairs(IterableDataset):
         """Start the next pass where `resume` says each worker role stopped (None: at the start)."""
         self._resume = resume
 
+    def _role_shards(self, role: int, workers: int) -> list[str]:
+        """The shards worker role `role` of `workers` reads on this rank: split across nodes, then
+        across roles, as wds.split_by_node and split_by_worker would."""
+        rank, world, _, _ = wds.utils.pytorch_worker_info()
+        return self.shards[rank::world][role::workers]
+
+    def moved_shards(self, resume: StreamResume) -> str | None:
+        """What is not where `resume` says (a shard list changed since it was saved), or None."""
+        for role, (shard, _, name) in sorted(resume.positions.items()):
+            shards = self._role_shards(role, resume.workers)
+            here = Path(shards[shard]).name if shard < len(shards) else None
+            if here != name:
+                return f"worker role {role}'s shard {shard} was {name} and is now {here or 'gone'}"
+        return None
+
     def __iter__(self) -> Iterator[Sample]:
         # Shards split across nodes, then across worker roles, as wds.split_by_node and
         # split_by_worker would; a role is a worker's place in the loader's round, rotated on a
         # resume so that the first batch comes from the role whose turn it was (stream_resume).
         resume, self._resume = self._resume, None  # the first pass after a resume only
-        rank, world, worker, workers = wds.utils.pytorch_worker_info()
+        _, _, worker, workers = wds.utils.pytorch_worker_info()
         role = resume.role(worker) if resume else worker
-        shards = self.shards[rank::world][role::workers]
-        first, skip = resume.positions.get(role, (0, 0)) if resume else (0, 0)
+        shards = self._role_shards(role, workers)
+        first, skip, _ = resume.positions.get(role, (0, 0, "")) if resume else (0, 0, "")
         for s in range(first, len(shards)):
             pipeline = wds.DataPipeline(
                 wds.SimpleShardList([shards[s]]), wds.tarfile_to_samples(handler=self._shard_error)
@@ -98,7 +113,8 @@ class WebDatasetPairs(IterableDataset):
                     self.policy.handle(e)
                     continue
                 self.policy.stats["samples"] += 1
-                sample.meta["stream_position"] = (role, workers, s, i + 1)  # where the next one is
+                # where the next one is; the shard's name checks a resume against a changed list
+                sample.meta["stream_position"] = (role, workers, s, i + 1, Path(shards[s]).name)
                 yield sample
 
     def _shard_error(self, exn: Exception) -> bool:
