@@ -195,7 +195,7 @@ def test_a_killed_pipeline_reuses_finished_stages_and_resumes_the_interrupted_on
 
     import torch
 
-    assert _pipeline(tmp_path / "straight").returncode == 0
+    straight = _pipeline(tmp_path / "straight", wait=False)  # alongside: the imports overlap
     out = tmp_path / "killed"
     proc = _pipeline(out, wait=False)
     wait_for_step(out / "2_warmup", 4, proc)
@@ -210,6 +210,8 @@ def test_a_killed_pipeline_reuses_finished_stages_and_resumes_the_interrupted_on
 
     r = _pipeline(out)
     assert r.returncode == 0, r.stderr[-3000:]
+    _, err = straight.communicate(timeout=600)
+    assert straight.returncode == 0, err[-3000:]
     log = (out / "pipeline.log").read_text()
     assert "objects finished in an earlier run" in log and "resuming from its last checkpoint" in log
     assert objects_ckpt.stat().st_mtime_ns == objects_written  # stage 1 was not trained again

@@ -35,6 +35,13 @@ def train(launch):
     return run
 
 
+def _finish(proc) -> None:
+    """Wait for a run started with wait=False (the uninterrupted one, alongside the killed one: the
+    two processes' imports overlap on the machine's cores) and check it ended well."""
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+
+
 def _weights(out):
     ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
     assert ckpt["global_step"] == STEPS
@@ -48,7 +55,7 @@ def _weights(out):
     [("multitask", 0), ("objects", 0), ("multitask", 1)],
 )
 def test_killed_run_resumes_to_identical_weights(tmp_path, stage, workers, wait_for_step, train):
-    train(tmp_path / "straight", f"stage={stage}", f"data.num_workers={workers}")
+    straight = train(tmp_path / "straight", f"stage={stage}", f"data.num_workers={workers}", wait=False)
     proc = train(tmp_path / "killed", f"stage={stage}", f"data.num_workers={workers}", wait=False)
     wait_for_step(tmp_path / "killed", 3 if stage == "objects" else 5, proc)
     proc.send_signal(signal.SIGKILL)  # a real kill: no handler runs, no cleanup
@@ -58,6 +65,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, stage, workers, wait_
     ]
     assert killed_at < STEPS  # the kill landed mid-run, so the resume below has work to do
     train(tmp_path / "killed", f"stage={stage}", f"data.num_workers={workers}", "ckpt_path=last")
+    _finish(straight)
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
     assert a.keys() == b.keys()
     for k in a:
@@ -99,7 +107,7 @@ def test_killed_run_on_streamed_shards_resumes_to_identical_weights(tmp_path, wa
         assert not wait or r.returncode == 0, r.stderr[-3000:]
         return r
 
-    train(tmp_path / "straight")
+    straight = train(tmp_path / "straight", wait=False)
     proc = train(tmp_path / "killed", wait=False)
     wait_for_step(tmp_path / "killed", 6, proc)
     proc.send_signal(signal.SIGKILL)
@@ -110,6 +118,7 @@ def test_killed_run_on_streamed_shards_resumes_to_identical_weights(tmp_path, wa
     assert killed_at < STEPS
     r = train(tmp_path / "killed", "ckpt_path=last")
     assert "resuming a streamed epoch where each worker stopped" in r.stdout + r.stderr
+    _finish(straight)
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "killed")
     assert a.keys() == b.keys()
     for k in a:
