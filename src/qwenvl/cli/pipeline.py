@@ -272,8 +272,8 @@ def run_stage(cfg: DictConfig, overrides: list[str], i: int, stage: str) -> dict
         t0 = time.perf_counter()
         metrics = train(stage_cfg)
         # minutes of this process: a resumed stage counts only the part after its checkpoint
-        steps = metrics.get("global_step", stage_cfg.max_steps)  # what ran, not what was asked
-        metrics.update(steps=steps, minutes=(time.perf_counter() - t0) / 60)
+        # the steps taken, not those asked for (debug=fdr takes one)
+        metrics.update(steps=metrics["global_step"], minutes=(time.perf_counter() - t0) / 60)
         write_record(where, stage, overrides, "trained", metrics)
     if not lead:
         return metrics

@@ -32,8 +32,8 @@ from qwenvl.host_memory import (
     count_parameters,
     is_local_leader,
 )
+from qwenvl.models.build import load_tokenizer
 from qwenvl.paths import CONF_DIR
-from qwenvl.tokenizer import QwenVLTokenizer
 from qwenvl.training.callbacks import LossHistory, PreemptionCheckpoint
 from qwenvl.training.checkpoint_io import AtomicCheckpointIO
 from qwenvl.training.export import EXPORT_NAME, export_full_model
@@ -93,8 +93,7 @@ def _check_host_memory(cfg: DictConfig, trainer: L.Trainer) -> None:
     if not is_local_leader():
         return
     stage = StageConfig.from_mapping(_container(cfg.stage))
-    tokenizer = QwenVLTokenizer.from_pretrained(cfg.tokenizer) if cfg.tokenizer else QwenVLTokenizer.default()
-    total, trained = count_parameters(cfg.encoder, cfg.adapter, cfg.llm, stage, tokenizer)
+    total, trained = count_parameters(cfg.encoder, cfg.adapter, cfg.llm, stage, load_tokenizer(cfg.tokenizer))
     on_cpu = isinstance(trainer.accelerator, CPUAccelerator)
     sharded = isinstance(trainer.strategy, ModelParallelStrategy)
     processes, rank0_init = trainer.num_devices, _rank0_init(cfg, trainer)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
-
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.processor import QwenVLProcessor
 from qwenvl.tokenizer import TOKENIZER_FILES, QwenVLTokenizer
@@ -38,12 +36,10 @@ def load_for_eval(
         return _from_training_checkpoint(path, tokenizer)
     if not path.exists():
         raise FileNotFoundError(f"ckpt={path}: no such file or directory; {TAKES}")
-    from qwenvl.training.init_from import refuse_sharded
+    from qwenvl.training.init_from import ckpts_inside, refuse_sharded
 
     refuse_sharded(path, "ckpt")
-    ckpts = sorted(p.name for p in path.glob("*.ckpt"))
-    inside = f"; it holds {', '.join(ckpts)}: pass one of them" if ckpts else ""
-    raise FileNotFoundError(f"ckpt={path}: a directory without config.json{inside}; {TAKES}")
+    raise FileNotFoundError(f"ckpt={path}: a directory without config.json{ckpts_inside(path)}; {TAKES}")
 
 
 def _from_model_dir(path: Path, tokenizer) -> tuple[QwenVLModel, QwenVLProcessor]:
@@ -58,16 +54,10 @@ def _from_model_dir(path: Path, tokenizer) -> tuple[QwenVLModel, QwenVLProcessor
 
 
 def _from_training_checkpoint(path: Path, tokenizer) -> tuple[QwenVLModel, QwenVLProcessor]:
+    from qwenvl.training.init_from import load_checkpoint
     from qwenvl.training.stages import module_class
 
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch names no file; a text file gives a bare `KeyError: 105`
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else "the file ends early"
-        raise ValueError(
-            f"ckpt={path}: not a checkpoint torch can read with weights_only=True "
-            f"({type(e).__name__}: {reason}); {TAKES}"
-        ) from e
+    ckpt = load_checkpoint(path, "ckpt", TAKES)
     if not isinstance(ckpt, dict) or not {"hyper_parameters", "state_dict"} <= ckpt.keys():
         raise ValueError(
             f"ckpt={path}: not a training checkpoint (no hyper_parameters and state_dict to build the "

@@ -37,14 +37,7 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"stage.init_from={path}: no such checkpoint file or directory; {TAKES}")
     if path.suffix == ".safetensors":
         return load_file(str(path))
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch names no file, and a text file gives a bare `KeyError: 105`
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else "the file ends early"
-        raise ValueError(
-            f"stage.init_from={path}: not a checkpoint torch can read with weights_only=True "
-            f"({type(e).__name__}: {reason}); {TAKES}"
-        ) from e
+    ckpt = load_checkpoint(path, "stage.init_from", TAKES)
     state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not any(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"stage.init_from={path}: holds no model weights (a {type(ckpt).__name__}); {TAKES}")
@@ -63,12 +56,29 @@ def _read_dir(path: Path) -> dict[str, torch.Tensor]:
             f"stage.init_from={path}: a released Qwen-VL directory (its own key layout, in shards). "
             f"Convert it once, `qwenvl-convert {path} OUT_DIR`, then pass stage.init_from=OUT_DIR"
         )
-    ckpts = sorted(p.name for p in path.glob("*.ckpt"))
-    inside = f"; it holds {', '.join(ckpts)}: pass one of them" if ckpts else ""
     raise FileNotFoundError(
         f"stage.init_from={path}: a directory without {WEIGHTS_FILE}, so no save_pretrained directory"
-        f"{inside}; {TAKES}"
+        f"{ckpts_inside(path)}; {TAKES}"
     )
+
+
+def load_checkpoint(path: Path, key: str, takes: str):
+    """torch.load(path, weights_only=True); a file it cannot read is a ValueError naming `key`=path,
+    torch's reason and `takes` (what the key accepts)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch names no file, and a text file gives a bare `KeyError: 105`
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else "the file ends early"
+        raise ValueError(
+            f"{key}={path}: not a checkpoint torch can read with weights_only=True "
+            f"({type(e).__name__}: {reason}); {takes}"
+        ) from e
+
+
+def ckpts_inside(path: Path) -> str:
+    """ "; it holds a.ckpt, b.ckpt: pass one of them" for a directory given instead of its .ckpt files."""
+    ckpts = sorted(p.name for p in path.glob("*.ckpt"))
+    return f"; it holds {', '.join(ckpts)}: pass one of them" if ckpts else ""
 
 
 def refuse_sharded(path: Path, key: str) -> None:

@@ -18,9 +18,9 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 
 from qwenvl.data.sample import TASKS
+from qwenvl.models.build import load_tokenizer
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.processor import QwenVLProcessor
-from qwenvl.tokenizer import QwenVLTokenizer
 from qwenvl.training import init_from, stream_positions
 from qwenvl.training.optim import build_optimizer, part_of
 from qwenvl.training.parallel import broadcast_from_rank0, enable_activation_checkpointing, shard_fsdp2
@@ -55,9 +55,7 @@ class QwenVLLitModule(L.LightningModule):
         # says how this process builds, not what the run is: a checkpoint loads without it.
         self.save_hyperparameters(ignore=["meta_init"])
         self.stage = StageConfig.from_mapping(stage)
-        self.tokenizer = (
-            QwenVLTokenizer.from_pretrained(tokenizer) if tokenizer else QwenVLTokenizer.default()
-        )
+        self.tokenizer = load_tokenizer(tokenizer)
         enc = instantiate(encoder)
         enc.image_size = self.stage.image_size  # the stage sets the resolution
         if meta_init:
