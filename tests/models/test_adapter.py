@@ -5,7 +5,8 @@ from qwenvl.models.adapter import MLPConfig, MLPProjector, Resampler, ResamplerC
 
 
 def _resampler(**kw):
-    return Resampler(ResamplerConfig(num_queries=16, kv_width=32, width=64, heads=4, **kw)).eval()
+    sizes = {"num_queries": 16, "kv_width": 32, "width": 64, "heads": 4}
+    return Resampler(ResamplerConfig(**{**sizes, **kw})).eval()
 
 
 @pytest.mark.parametrize("patches", [64, 256, 1024])
@@ -49,6 +50,43 @@ def test_pos_out_tells_tokens_apart_where_the_pictures_do_not():
     assert not torch.allclose(out_placed, out_placed[:, :1].expand_as(out_placed), atol=1e-3)
     with pytest.raises(ValueError, match="pos_embed=sincos2d"):
         ResamplerConfig(pos_embed="none", pos_out=True)
+
+
+def test_pos_values_say_where_the_attended_patch_lies():
+    """Each query attending to one patch of random features: where that patch lies is readable
+    from the tokens only when the values carry the key positions."""
+    from qwenvl.evaluation.position_probe import cell_centres, ridge_r2
+
+    torch.manual_seed(0)
+    plain, placed = _resampler(heads=1), _resampler(heads=1, pos_values=True)
+    with torch.no_grad():
+        plain.attn.in_proj_weight[:128].mul_(20.0)  # sharp attention: about one patch per query
+    placed.load_state_dict(plain.state_dict())
+    x = torch.randn(64, 64, 32)  # 64 pictures of 8 x 8 patches whose features say nothing of place
+    with torch.no_grad():
+        attended = plain.attention(x)[:, 0] @ cell_centres(8)  # [B, Q, 2]: (row, col) looked at
+        r2_plain = ridge_r2(plain(x).reshape(-1, 64), attended.reshape(-1, 2))
+        r2_placed = ridge_r2(placed(x).reshape(-1, 64), attended.reshape(-1, 2))
+    assert attended.std(0).mean() > 0.2  # the queries do look at different places
+    assert min(r2_placed) > 0.9 and max(r2_plain) < 0.3
+    with pytest.raises(ValueError, match="pos_embed=sincos2d"):
+        ResamplerConfig(pos_embed="none", pos_values=True)
+
+
+def test_attention_weights_are_the_forwards():
+    torch.manual_seed(0)
+    resampler = _resampler(pos_values=True)
+    x = torch.randn(2, 64, 32)
+    weights = resampler.attention(x)
+    assert weights.shape == (2, 4, 16, 64) and torch.allclose(weights.sum(-1), torch.ones(2, 4, 16))
+    with torch.no_grad():  # the forward pass, rebuilt from the weights by hand
+        q, k, v = resampler._attention_inputs(x)
+        attn = resampler.attn
+        wv, bv = attn.in_proj_weight[128:], attn.in_proj_bias[128:]
+        heads = (v @ wv.T + bv).reshape(2, 64, 4, 16).transpose(1, 2)  # [B, H, P, d]
+        out = (weights @ heads).transpose(1, 2).reshape(2, 16, 64)
+        out = resampler.ln_post(attn.out_proj(out)) @ resampler.proj
+        assert torch.allclose(out, resampler(x), atol=1e-5)
 
 
 def test_num_queries_must_be_square():

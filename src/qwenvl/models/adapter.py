@@ -27,6 +27,10 @@ class ResamplerConfig:
     # Also add each query's position to its output: Qwen-VL's values carry none, so the LLM must
     # learn where a token is from what it shows (see Resampler). Not Qwen-VL; off by default.
     pos_out: bool = False
+    # Values carry the key positions too (kv + pos_k), so a query's output says where the patches
+    # it attended to lie: what an OpenCLIP ViT's features give Qwen-VL's values and a small
+    # encoder trained on place-free targets loses (docs/pipeline.md). Not Qwen-VL; off by default.
+    pos_values: bool = False
     ln_eps: float = 1e-6
     kv_width: int | None = None  # encoder width
     width: int | None = None  # LLM hidden size
@@ -38,10 +42,11 @@ class ResamplerConfig:
             )
         if self.pos_embed not in ("sincos2d", "none"):
             raise ValueError(f"adapter.pos_embed must be 'sincos2d' or 'none', got {self.pos_embed!r}")
-        if self.pos_out and self.pos_embed == "none":
-            raise ValueError(
-                "adapter.pos_out adds the sin-cos query positions: it needs adapter.pos_embed=sincos2d"
-            )
+        for name in ("pos_out", "pos_values"):
+            if getattr(self, name) and self.pos_embed == "none":
+                raise ValueError(
+                    f"adapter.{name} adds the sin-cos positions: it needs adapter.pos_embed=sincos2d"
+                )
 
 
 @dataclass
@@ -62,7 +67,8 @@ class Resampler(nn.Module):
     code at any resolution. Values carry no position term: a token says where it is only through
     what the encoder's features keep of their positions. With `pos_out`, out + pos_q goes to
     ln_post, so every token carries its query's place (measured on the tiny default: grounding
-    learned from the stage-2 checkpoint only with it; docs/pipeline.md).
+    learned from the stage-2 checkpoint only with it; docs/pipeline.md). With `pos_values`, the
+    values are kv + pos_k, so a token carries the place of what it attended to, wherever that is.
     """
 
     def __init__(self, config: ResamplerConfig):
@@ -90,7 +96,8 @@ class Resampler(nn.Module):
     def num_tokens(self, num_patches: int) -> int:
         return self.config.num_queries
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _attention_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries [B, Q, W], keys and values [B, P, W] of the cross-attention for patches x."""
         kv = self.ln_kv(self.kv_proj(x))  # (B, P, W)
         q = self.ln_q(self.query).unsqueeze(0).expand(x.shape[0], -1, -1)  # (B, Q, W)
         keys = kv
@@ -100,7 +107,15 @@ class Resampler(nn.Module):
                 raise ValueError(f"resampler expects a square patch grid, got {x.shape[1]} patches")
             q = q + self.pos_embed.to(q.dtype)
             keys = kv + resize_grid(self.pos_embed, (self.grid, self.grid), (side, side)).to(kv.dtype)
-        out, _ = self.attn(q, keys, kv, need_weights=False)
+        return q, keys, keys if self.config.pos_values else kv
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Each head's attention of each query over the patches, [B, heads, Q, P] (rows sum to 1)."""
+        _, weights = self.attn(*self._attention_inputs(x), need_weights=True, average_attn_weights=False)
+        return weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.attn(*self._attention_inputs(x), need_weights=False)
         if self.config.pos_out:
             out = out + self.pos_embed.to(out.dtype)
         return self.ln_post(out) @ self.proj
