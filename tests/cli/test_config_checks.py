@@ -2,6 +2,7 @@
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from qwenvl.cli import pipeline as pipeline_cli
 from qwenvl.cli.eval import evaluate
@@ -160,3 +161,26 @@ def test_an_experiment_on_the_users_search_path_may_add_settings(hydra_conf, tmp
     cfg = hydra_conf("train", [searchpath, *overrides])
     assert cfg.my_setting == 3
     check_known_keys(cfg, "train", overrides, [searchpath])
+
+
+def test_the_grounding_experiment_gives_each_stage_its_settings(hydra_conf):
+    overrides = ["experiment=pipeline_grounding", "out_dir=/nonexistent"]
+    cfg = hydra_conf("pipeline", overrides)
+    pipeline_cli.check_stages(cfg, overrides)
+    stages = {
+        name: pipeline_cli._compose_stage(cfg, overrides, i, name)
+        for i, name in enumerate(cfg.stages, start=1)
+    }
+    assert list(stages) == ["objects", "warmup", "pretrain", "multitask_224", "locate", "remix_224",
+                            "multitask", "sft"]  # fmt: skip
+    for composed in stages.values():  # the adapter is built the same way in every stage
+        assert composed.adapter.local_bias == 4.0 and composed.adapter.pos_out is True
+    locate = StageConfig.from_mapping(OmegaConf.to_container(stages["locate"].stage, resolve=True))
+    assert locate.tasks == ["grounding"] and not locate.trainable["encoder"] and locate.min_lr_ratio == 1.0
+    remix = StageConfig.from_mapping(OmegaConf.to_container(stages["remix_224"].stage, resolve=True))
+    assert remix.image_size == 224 and remix.lr == 3.0e-4 and remix.task_weights[2] == 3
+    multitask = stages["multitask"].stage
+    assert multitask.lr == 5.0e-4 and multitask.lr_scale.encoder == 0.1 and multitask.image_size == 448
+    # the default keeps Qwen-VL's adapter
+    default = hydra_conf("pipeline", ["out_dir=/nonexistent"])
+    assert default.adapter.local_bias == 0.0 and default.adapter.pos_out is False

@@ -73,9 +73,10 @@ def test_pos_values_say_where_the_attended_patch_lies():
         ResamplerConfig(pos_embed="none", pos_values=True)
 
 
-def test_attention_weights_are_the_forwards():
+@pytest.mark.parametrize("local_bias", [0.0, 4.0])
+def test_attention_weights_are_the_forwards(local_bias):
     torch.manual_seed(0)
-    resampler = _resampler(pos_values=True)
+    resampler = _resampler(pos_values=True, local_bias=local_bias)
     x = torch.randn(2, 64, 32)
     weights = resampler.attention(x)
     assert weights.shape == (2, 4, 16, 64) and torch.allclose(weights.sum(-1), torch.ones(2, 4, 16))
@@ -87,6 +88,26 @@ def test_attention_weights_are_the_forwards():
         out = (weights @ heads).transpose(1, 2).reshape(2, 16, 64)
         out = resampler.ln_post(attn.out_proj(out)) @ resampler.proj
         assert torch.allclose(out, resampler(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("patches", [16, 64])  # the query grid's own size, and four patches a cell
+def test_local_bias_keeps_each_query_on_the_patches_under_it(patches):
+    from qwenvl.evaluation.position_probe import attention_distance
+
+    torch.manual_seed(0)
+    spread, local = _resampler(), _resampler(local_bias=4.0)
+    local.load_state_dict(spread.state_dict())
+    x = torch.randn(8, patches, 32)
+    with torch.no_grad():
+        near, even = attention_distance(local.attention(x))
+        anywhere, _ = attention_distance(spread.attention(x))
+    # A query of a 4 x 4 grid sits a quarter of the side from its neighbours' centres; the patches
+    # under it (64 patches: four a cell) are 0.088 from its own
+    assert near < 0.15 and near < 0.3 * even and anywhere > 0.8 * even
+    bias = local.locality(patches)
+    assert bias.shape == (16, patches) and bias.max() <= 0 and spread.locality(patches) is None
+    with pytest.raises(ValueError, match="local_bias must be >= 0"):
+        ResamplerConfig(local_bias=-1.0)
 
 
 def test_num_queries_must_be_square():

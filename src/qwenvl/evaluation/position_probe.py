@@ -30,7 +30,7 @@ import torch
 
 from qwenvl.data.synthetic import SyntheticWorld
 from qwenvl.evaluation.load import load_for_eval
-from qwenvl.models.adapter import Resampler
+from qwenvl.models.adapter import Resampler, cell_centres
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.processor import QwenVLProcessor
 
@@ -42,11 +42,6 @@ def grid_places(tokens: int) -> torch.Tensor:
         raise ValueError(f"{tokens} tokens do not form a square grid")
     index = torch.arange(tokens)
     return torch.stack([index // side, index % side], -1).float()
-
-
-def cell_centres(side: int) -> torch.Tensor:
-    """(row, column) centres [side * side, 2] of a row-major grid's cells, in picture sides (0-1)."""
-    return (grid_places(side * side) + 0.5) / side
 
 
 def attention_distance(weights: torch.Tensor) -> tuple[float, float]:

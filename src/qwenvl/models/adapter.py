@@ -31,6 +31,11 @@ class ResamplerConfig:
     # it attended to lie: what an OpenCLIP ViT's features give Qwen-VL's values and a small
     # encoder trained on place-free targets loses (docs/pipeline.md). Not Qwen-VL; off by default.
     pos_values: bool = False
+    # Adds -local_bias x (distance from the query's place, in query cells)^2 to every attention
+    # logit, so that a query reads mostly the patches under it and its token shows one part of the
+    # picture: what the tiny default's adapter never learns (its queries gather from the whole
+    # picture; docs/pipeline.md). 0 = Qwen-VL's attention; 4 keeps a 224-px query on its own patch.
+    local_bias: float = 0.0
     ln_eps: float = 1e-6
     kv_width: int | None = None  # encoder width
     width: int | None = None  # LLM hidden size
@@ -42,6 +47,8 @@ class ResamplerConfig:
             )
         if self.pos_embed not in ("sincos2d", "none"):
             raise ValueError(f"adapter.pos_embed must be 'sincos2d' or 'none', got {self.pos_embed!r}")
+        if not self.local_bias >= 0:
+            raise ValueError(f"adapter.local_bias must be >= 0 (0 = off), got {self.local_bias}")
         for name in ("pos_out", "pos_values"):
             if getattr(self, name) and self.pos_embed == "none":
                 raise ValueError(
@@ -58,6 +65,12 @@ class MLPConfig:
     width: int | None = None
 
 
+def cell_centres(side: int) -> torch.Tensor:
+    """(row, column) centres [side * side, 2] of a square row-major grid's cells, in picture sides."""
+    index = torch.arange(side * side)
+    return (torch.stack([index // side, index % side], -1).float() + 0.5) / side
+
+
 class Resampler(nn.Module):
     """x [B, P, kv_width] -> [B, Q, width].
 
@@ -69,6 +82,8 @@ class Resampler(nn.Module):
     ln_post, so every token carries its query's place (measured on the tiny default: grounding
     learned from the stage-2 checkpoint only with it; docs/pipeline.md). With `pos_values`, the
     values are kv + pos_k, so a token carries the place of what it attended to, wherever that is.
+    With `local_bias`, each logit is lowered by the squared distance between the query's cell and
+    the patch, so a token shows the part of the picture under its query.
     """
 
     def __init__(self, config: ResamplerConfig):
@@ -109,13 +124,25 @@ class Resampler(nn.Module):
             keys = kv + resize_grid(self.pos_embed, (self.grid, self.grid), (side, side)).to(kv.dtype)
         return q, keys, keys if self.config.pos_values else kv
 
+    def locality(self, patches: int, dtype: torch.dtype = torch.float32) -> torch.Tensor | None:
+        """The `local_bias` term [Q, P] added to the attention logits, or None when it is off."""
+        if not self.config.local_bias:
+            return None
+        side = math.isqrt(patches)
+        queries, keys = (cell_centres(n).to(self.query.device) for n in (self.grid, side))
+        cells = torch.cdist(queries, keys) * self.grid  # distances in query cells
+        return (-self.config.local_bias * cells.square()).to(dtype)
+
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """Each head's attention of each query over the patches, [B, heads, Q, P] (rows sum to 1)."""
-        _, weights = self.attn(*self._attention_inputs(x), need_weights=True, average_attn_weights=False)
+        q, k, v = self._attention_inputs(x)
+        mask = self.locality(x.shape[1], q.dtype)
+        _, weights = self.attn(q, k, v, need_weights=True, average_attn_weights=False, attn_mask=mask)
         return weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.attn(*self._attention_inputs(x), need_weights=False)
+        q, k, v = self._attention_inputs(x)
+        out, _ = self.attn(q, k, v, need_weights=False, attn_mask=self.locality(x.shape[1], q.dtype))
         if self.config.pos_out:
             out = out + self.pos_embed.to(out.dtype)
         return self.ln_post(out) @ self.proj
