@@ -108,6 +108,9 @@ def test_local_bias_keeps_each_query_on_the_patches_under_it(patches):
     assert bias.shape == (16, patches) and bias.max() <= 0 and spread.locality(patches) is None
     with pytest.raises(ValueError, match="local_bias must be >= 0"):
         ResamplerConfig(local_bias=-1.0)
+    unplaced = _resampler(local_bias=4.0, pos_embed="none")
+    with pytest.raises(ValueError, match="square patch grid, got 60 patches"):
+        unplaced(torch.randn(1, 60, 32))
 
 
 def test_num_queries_must_be_square():

@@ -15,7 +15,8 @@ For a resampler it also measures where the cross-attention looks: the mean dista
 sides, from each query's place on its grid to the patches its attention falls on, beside the same
 distance for attention spread evenly. Close to the even figure, a query gathers from the whole
 picture and a token's place on the grid says nothing about where what it shows lies (measured on
-the tiny default: 0.48-0.50 against 0.52 after every stage; docs/pipeline.md).
+the tiny default: about 0.49-0.50 against 0.52 after every stage that trains the adapter;
+docs/pipeline.md).
 
     python -m qwenvl.evaluation.position_probe runs/.../1_objects/checkpoints/last.ckpt
 """

@@ -129,6 +129,8 @@ class Resampler(nn.Module):
         if not self.config.local_bias:
             return None
         side = math.isqrt(patches)
+        if side * side != patches:
+            raise ValueError(f"adapter.local_bias needs a square patch grid, got {patches} patches")
         queries, keys = (cell_centres(n).to(self.query.device) for n in (self.grid, side))
         cells = torch.cdist(queries, keys) * self.grid  # distances in query cells
         return (-self.config.local_bias * cells.square()).to(dtype)
