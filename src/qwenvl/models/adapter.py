@@ -107,6 +107,8 @@ class Resampler(nn.Module):
         self.ln_kv = nn.LayerNorm(c.width, eps=c.ln_eps)
         self.ln_post = nn.LayerNorm(c.width, eps=c.ln_eps)
         self.proj = nn.Parameter(c.width**-0.5 * torch.randn(c.width, c.width))
+        # (patches, device, dtype) -> the local_bias term: built once per patch grid, not every step
+        self._locality: dict[tuple, torch.Tensor] = {}
 
     def num_tokens(self, num_patches: int) -> int:
         return self.config.num_queries
@@ -128,12 +130,14 @@ class Resampler(nn.Module):
         """The `local_bias` term [Q, P] added to the attention logits, or None when it is off."""
         if not self.config.local_bias:
             return None
-        side = math.isqrt(patches)
-        if side * side != patches:
-            raise ValueError(f"adapter.local_bias needs a square patch grid, got {patches} patches")
-        queries, keys = (cell_centres(n).to(self.query.device) for n in (self.grid, side))
-        cells = torch.cdist(queries, keys) * self.grid  # distances in query cells
-        return (-self.config.local_bias * cells.square()).to(dtype)
+        key = (patches, self.query.device, dtype)
+        if key not in self._locality:
+            side = math.isqrt(patches)
+            if side * side != patches:
+                raise ValueError(f"adapter.local_bias needs a square patch grid, got {patches} patches")
+            cells = torch.cdist(cell_centres(self.grid), cell_centres(side)) * self.grid  # in query cells
+            self._locality[key] = (-self.config.local_bias * cells.square()).to(self.query.device, dtype)
+        return self._locality[key]
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """Each head's attention of each query over the patches, [B, heads, Q, P] (rows sum to 1)."""
