@@ -1,5 +1,6 @@
 import pytest
 
+from qwenvl import tokenizer_build
 from qwenvl.tokenizer import SPECIAL_TOKENS, QwenVLTokenizer, escape, split_markup
 from qwenvl.tokenizer_build import build
 
@@ -70,3 +71,27 @@ def test_default_tokenizer_is_reproducible_from_the_build_script(tok):
     text = "a yellow star above the green triangle 三角形"
     assert rebuilt.encode(text).ids == tok.encode_text(text)
     assert rebuilt.get_vocab_size() == tok.vocab_size
+
+
+@pytest.fixture(scope="module")
+def letters(tmp_path_factory):
+    out = tmp_path_factory.mktemp("letters")
+    tokenizer_build.main(["--letters", str(out)])
+    return QwenVLTokenizer.from_pretrained(out)
+
+
+@pytest.mark.parametrize("string", ["B9V", "NLSQW", "XHHBB7"])
+def test_the_letters_build_makes_each_capital_one_token(letters, string):
+    """OCR strings are random capitals and digits: `--letters` gives one token per character."""
+    assert [letters.decode([i]) for i in letters.encode_text(string)] == list(string)
+    assert letters.decode(letters.encode_text("Picture 1: " + string)) == "Picture 1: " + string
+
+
+def test_the_default_build_merges_capitals_into_pairs(tok):
+    assert len(tok.encode_text("NLSQWX")) < 6
+
+
+def test_the_letters_build_never_overwrites_the_built_in_tokenizer(capsys):
+    with pytest.raises(SystemExit):
+        tokenizer_build.main(["--letters"])
+    assert "needs an output directory" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 r"""Build the default tokenizer: a byte-level BPE trained on the project's own bilingual text.
 
     python -m qwenvl.tokenizer_build            # rewrites src/qwenvl/assets/tokenizer.json
+    python -m qwenvl.tokenizer_build --letters DIR   # DIR/tokenizer.json, capitals one token each
 
 The corpus is generated here from fixed word lists (shapes, colours, positions, digits, the task
 prompts, ChatML scaffolding, English and Chinese), so the result is deterministic and needs no
@@ -9,16 +10,24 @@ only make the project's own vocabulary short. Digits are split one per token bef
 as Qwen's own tokenizer does (its pattern's `\p{N}`): a box coordinate such as 274 is then
 2 7 4, ten digit tokens shared by every number, instead of a thousand number tokens each seen
 rarely.
+
+`--letters` builds the same BPE with every capital letter one token too. The synthetic world's OCR
+strings are random capitals and digits, which the default cuts into letter pairs (about a thousand
+distinct pieces, each seen rarely); one token per letter lets an encoder that reads letters
+(`encoder.stem=conv`) answer OCR far sooner: pass the directory as `tokenizer=DIR`
+(docs/pipeline.md, "One token per letter"). It is not the default: with the default encoder it
+changes nothing measurable, and it would change every figure measured with the default.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import random
 import string
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from qwenvl.tokenizer import DEFAULT_FILE, SPECIAL_TOKENS
 
@@ -63,11 +72,14 @@ def corpus(n_lines: int = 20000, seed: int = 0) -> list[str]:
     return lines
 
 
-def build(vocab_size: int = VOCAB_SIZE) -> Tokenizer:
-    """Train the byte-level BPE; special tokens take the first ids."""
+def build(vocab_size: int = VOCAB_SIZE, letters: bool = False) -> Tokenizer:
+    """Train the byte-level BPE; special tokens take the first ids. `letters`: every capital letter
+    is split off before the merges, so it is always one token."""
     tok = Tokenizer(models.BPE())
+    split = [pre_tokenizers.Split(Regex("[A-Z]"), behavior="isolated")] if letters else []
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [
+            *split,
             pre_tokenizers.Digits(individual_digits=True),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
         ]
@@ -83,9 +95,20 @@ def build(vocab_size: int = VOCAB_SIZE) -> Tokenizer:
     return tok
 
 
-def main(out: Path = DEFAULT_FILE) -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m qwenvl.tokenizer_build", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "out_dir", nargs="?", type=Path, help="write DIR/tokenizer.json (default: the built-in)"
+    )
+    parser.add_argument("--letters", action="store_true", help="every capital letter one token")
+    args = parser.parse_args(argv)
+    if args.letters and args.out_dir is None:  # the built-in file must stay the default BPE
+        parser.error("--letters needs an output directory (then train with tokenizer=DIR)")
+    out = DEFAULT_FILE if args.out_dir is None else args.out_dir / DEFAULT_FILE.name
     out.parent.mkdir(parents=True, exist_ok=True)
-    build().save(str(out))
+    build(letters=args.letters).save(str(out))
     print(f"wrote {out}")
 
 
