@@ -1,7 +1,6 @@
 """`debug=...`: the lightning-hydra-template style switches, each run for real."""
 
 import json
-import math
 
 import torch
 
@@ -36,8 +35,8 @@ def test_fdr_runs_one_batch(tmp_path, run_app):
 
 
 def test_anomaly_stops_at_the_first_nan_gradient(tmp_path, run_app, monkeypatch):
-    """A NaN made in the adapter's forward: unnoticed in a plain run, stopped by `debug=anomaly` with
-    autograd's report of the backward function that returned it."""
+    """A NaN made in the adapter's forward is stopped by `debug=anomaly` at the first backward
+    function that returns one, with autograd's report (a plain run trains on with NaN losses)."""
     from qwenvl.models.adapter import Resampler
 
     forward = Resampler.forward
@@ -46,9 +45,6 @@ def test_anomaly_stops_at_the_first_nan_gradient(tmp_path, run_app, monkeypatch)
         return forward(self, *args, **kwargs) * torch.tensor(-1.0).sqrt()  # NaN, forward and backward
 
     monkeypatch.setattr(Resampler, "forward", nan_forward)
-    plain = run_app(main, f"hydra.run.dir={tmp_path / 'plain'}", *QUICK, "max_steps=2")
-    assert plain.code == 0, plain.err[-2000:]
-    assert all(math.isnan(v) for v in json.loads((tmp_path / "plain" / "losses.json").read_text())["losses"])
-    r = run_app(main, f"hydra.run.dir={tmp_path / 'anomaly'}", *QUICK, "debug=anomaly", "max_steps=2")
+    r = run_app(main, f"hydra.run.dir={tmp_path}", *QUICK, "debug=anomaly", "max_steps=2")
     assert r.code != 0
     assert "returned nan values" in r.out + r.err
