@@ -74,15 +74,13 @@ def test_default_tokenizer_is_reproducible_from_the_build_script(tok):
 
 
 @pytest.fixture(scope="module")
-def letters(tmp_path_factory):
-    out = tmp_path_factory.mktemp("letters")
-    tokenizer_build.main(["--letters", str(out)])
-    return QwenVLTokenizer.from_pretrained(out)
+def letters():
+    return QwenVLTokenizer.load("letters")
 
 
 @pytest.mark.parametrize("string", ["B9V", "NLSQW", "XHHBB7"])
-def test_the_letters_build_makes_each_capital_one_token(letters, string):
-    """OCR strings are random capitals and digits: `--letters` gives one token per character."""
+def test_the_letters_tokenizer_makes_each_capital_one_token(letters, string):
+    """OCR strings are random capitals and digits: `tokenizer=letters` gives one token per character."""
     assert [letters.decode([i]) for i in letters.encode_text(string)] == list(string)
     assert letters.decode(letters.encode_text("Picture 1: " + string)) == "Picture 1: " + string
 
@@ -91,7 +89,18 @@ def test_the_default_build_merges_capitals_into_pairs(tok):
     assert len(tok.encode_text("NLSQWX")) < 6
 
 
-def test_the_letters_build_never_overwrites_the_built_in_tokenizer(capsys):
-    with pytest.raises(SystemExit):
-        tokenizer_build.main(["--letters"])
-    assert "needs an output directory" in capsys.readouterr().err
+def test_the_letters_tokenizer_is_reproducible_from_the_build_script(letters, tmp_path):
+    tokenizer_build.main(["--letters", str(tmp_path)])
+    rebuilt = QwenVLTokenizer.from_pretrained(tmp_path)
+    text = "Picture 2: the text XHHBB7 上面 (274,33)"
+    default_ids = QwenVLTokenizer.default().encode_text(text)
+    assert rebuilt.encode_text(text) == letters.encode_text(text) != default_ids
+    assert rebuilt.vocab_size == letters.vocab_size == QwenVLTokenizer.default().vocab_size
+
+
+def test_a_built_in_name_that_is_also_a_directory_here_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert QwenVLTokenizer.load(None).vocab_size == QwenVLTokenizer.load("letters").vocab_size
+    (tmp_path / "letters").mkdir()
+    with pytest.raises(ValueError, match="write ./letters for the directory"):
+        QwenVLTokenizer.load("letters")

@@ -13,7 +13,8 @@ the special id: no image span or box can be injected through text.
     '红色的圆形 <img>'
 
 The built-in default is `assets/tokenizer.json`, a 4,096-entry byte-level BPE trained on the
-project's own English + Chinese text by `python -m qwenvl.tokenizer_build` (deterministic).
+project's own English + Chinese text by `python -m qwenvl.tokenizer_build` (deterministic);
+`tokenizer=letters` names `assets/letters/tokenizer.json`, the same with capitals one token each.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ SPECIAL_TOKENS = (
     QUAD_START, QUAD_END, IMG_START, IMG_END, IMG_PAD,
 )  # fmt: skip
 DEFAULT_FILE = Path(__file__).parent / "assets" / "tokenizer.json"
+# Built-in tokenizers by name (`tokenizer=letters`): the default BPE with capitals one token each
+# (tokenizer_build --letters), for OCR on the tiny model (docs/pipeline.md, "One token per letter").
+BUILT_IN = {"letters": DEFAULT_FILE.parent / "letters" / "tokenizer.json"}
 TOKENIZER_FILES = ("tokenizer.json", "qwen.tiktoken")  # what from_pretrained reads, in its order
 
 # A backslash escapes the next character; any special tag is structure. Longest tags first so
@@ -136,6 +140,21 @@ class QwenVLTokenizer:
     def default() -> BPETokenizer:
         """The built-in bilingual byte-level BPE."""
         return BPETokenizer.from_file(DEFAULT_FILE)
+
+    @staticmethod
+    def load(name_or_dir: str | Path | None) -> QwenVLTokenizer:
+        """What a `tokenizer` setting names: null, the default; a name of `BUILT_IN`; else a local
+        directory. A name that is also a directory here is refused, not guessed."""
+        if not name_or_dir:
+            return QwenVLTokenizer.default()
+        if str(name_or_dir) in BUILT_IN:
+            if Path(name_or_dir).exists():
+                raise ValueError(
+                    f"tokenizer={name_or_dir} names the built-in {name_or_dir!r} tokenizer and also "
+                    f"{Path(name_or_dir).resolve()}; write ./{name_or_dir} for the directory"
+                )
+            return BPETokenizer.from_file(BUILT_IN[str(name_or_dir)])
+        return QwenVLTokenizer.from_pretrained(name_or_dir)
 
 
 class BPETokenizer(QwenVLTokenizer):

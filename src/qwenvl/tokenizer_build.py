@@ -1,7 +1,8 @@
 r"""Build the default tokenizer: a byte-level BPE trained on the project's own bilingual text.
 
     python -m qwenvl.tokenizer_build            # rewrites src/qwenvl/assets/tokenizer.json
-    python -m qwenvl.tokenizer_build --letters DIR   # DIR/tokenizer.json, capitals one token each
+    python -m qwenvl.tokenizer_build --letters  # rewrites src/qwenvl/assets/letters/tokenizer.json
+    python -m qwenvl.tokenizer_build [--letters] DIR   # DIR/tokenizer.json
 
 The corpus is generated here from fixed word lists (shapes, colours, positions, digits, the task
 prompts, ChatML scaffolding, English and Chinese), so the result is deterministic and needs no
@@ -14,7 +15,7 @@ rarely.
 `--letters` builds the same BPE with every capital letter one token too. The synthetic world's OCR
 strings are random capitals and digits, which the default cuts into letter pairs (about a thousand
 distinct pieces, each seen rarely); one token per letter lets an encoder that reads letters
-(`encoder.stem=conv`) answer OCR far sooner: pass the directory as `tokenizer=DIR`
+(`encoder.stem=conv`) answer OCR far sooner: it is built in as `tokenizer=letters`
 (docs/pipeline.md, "One token per letter"). It is not the default: with the default encoder it
 changes nothing measurable, and it would change every figure measured with the default.
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from qwenvl.tokenizer import DEFAULT_FILE, SPECIAL_TOKENS
+from qwenvl.tokenizer import BUILT_IN, DEFAULT_FILE, SPECIAL_TOKENS
 
 VOCAB_SIZE = 4096  # small enough for a tiny CPU model's embedding, large enough for whole words
 
@@ -104,9 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--letters", action="store_true", help="every capital letter one token")
     args = parser.parse_args(argv)
-    if args.letters and args.out_dir is None:  # the built-in file must stay the default BPE
-        parser.error("--letters needs an output directory (then train with tokenizer=DIR)")
-    out = DEFAULT_FILE if args.out_dir is None else args.out_dir / DEFAULT_FILE.name
+    built_in = BUILT_IN["letters"] if args.letters else DEFAULT_FILE
+    out = built_in if args.out_dir is None else args.out_dir / DEFAULT_FILE.name
     out.parent.mkdir(parents=True, exist_ok=True)
     build(letters=args.letters).save(str(out))
     print(f"wrote {out}")

@@ -49,7 +49,7 @@ def _from_model_dir(path: Path, tokenizer) -> tuple[QwenVLModel, QwenVLProcessor
         return model.eval(), QwenVLProcessor.from_pretrained(path)
     own = any((path / f).is_file() for f in TOKENIZER_FILES)
     where = tokenizer or (path if own else None)
-    tok = QwenVLTokenizer.from_pretrained(where) if where else None
+    tok = QwenVLTokenizer.load(where) if where else None  # a directory, or a built-in name
     return model.eval(), QwenVLProcessor.from_model(model, tok)
 
 

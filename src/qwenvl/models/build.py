@@ -10,7 +10,8 @@ from qwenvl.tokenizer import QwenVLTokenizer
 
 
 def load_tokenizer(path: str | None) -> QwenVLTokenizer:
-    return QwenVLTokenizer.from_pretrained(path) if path else QwenVLTokenizer.default()
+    """The `tokenizer` setting: null (the built-in BPE), `letters`, or a local directory."""
+    return QwenVLTokenizer.load(path)
 
 
 def build_model(cfg: DictConfig, tokenizer: QwenVLTokenizer | None = None) -> QwenVLModel:
