@@ -163,14 +163,18 @@ def test_an_experiment_on_the_users_search_path_may_add_settings(hydra_conf, tmp
     check_known_keys(cfg, "train", overrides, [searchpath])
 
 
-def test_the_grounding_experiment_gives_each_stage_its_settings(hydra_conf):
-    overrides = ["experiment=pipeline_grounding", "out_dir=/nonexistent"]
+def _experiment_stages(hydra_conf, experiment: str) -> dict:
+    """Each stage of a pipeline experiment composed as the pipeline composes it, after its checks."""
+    overrides = [f"experiment={experiment}", "out_dir=/nonexistent"]
     cfg = hydra_conf("pipeline", overrides)
     pipeline_cli.check_stages(cfg, overrides)
-    stages = {
-        name: pipeline_cli._compose_stage(cfg, overrides, i, name)
-        for i, name in enumerate(cfg.stages, start=1)
+    return {
+        name: pipeline_cli._compose_stage(cfg, overrides, i, name) for i, name in enumerate(cfg.stages, 1)
     }
+
+
+def test_the_grounding_experiment_gives_each_stage_its_settings(hydra_conf):
+    stages = _experiment_stages(hydra_conf, "pipeline_grounding")
     assert list(stages) == ["objects", "warmup", "pretrain", "multitask_224", "locate", "remix_224",
                             "multitask", "sft"]  # fmt: skip
     for composed in stages.values():  # the adapter is built the same way in every stage
@@ -184,3 +188,27 @@ def test_the_grounding_experiment_gives_each_stage_its_settings(hydra_conf):
     # the default keeps Qwen-VL's adapter
     default = hydra_conf("pipeline", ["out_dir=/nonexistent"])
     assert default.adapter.local_bias == 0.0 and default.adapter.pos_out is False
+
+
+def test_the_lookups_experiment_gives_each_stage_its_settings(hydra_conf):
+    stages = _experiment_stages(hydra_conf, "pipeline_lookups")
+    assert list(stages) == ["objects", "warmup", "pretrain", "multitask_224", "lookups", "remix_224",
+                            "multitask", "sft"]  # fmt: skip
+    for composed in stages.values():  # model and tokenizer are built the same way in every stage
+        assert composed.adapter.local_bias == 4.0 and composed.adapter.pos_out is True
+        assert composed.encoder.stem == "conv" and composed.tokenizer == "letters"
+    lookups = StageConfig.from_mapping(OmegaConf.to_container(stages["lookups"].stage, resolve=True))
+    assert dict(zip(lookups.tasks, lookups.task_weights, strict=True)) == {
+        "caption": 0.5,
+        "vqa": 0.5,
+        "grounding": 2,
+        "ocr": 2,
+    }
+    assert not lookups.trainable["encoder"] and lookups.min_lr_ratio == 1.0 and lookups.image_size == 224
+    for name in ("remix_224", "multitask"):
+        stage = StageConfig.from_mapping(OmegaConf.to_container(stages[name].stage, resolve=True))
+        assert dict(zip(stage.tasks, stage.task_weights, strict=True))["ocr"] == 2
+    sft = StageConfig.from_mapping(OmegaConf.to_container(stages["sft"].stage, resolve=True))
+    assert "ocr" in sft.tasks and sft.trainable["encoder"] is False
+    default = hydra_conf("pipeline", ["out_dir=/nonexistent"])  # the default: patch stem, built-in BPE
+    assert default.encoder.stem == "patch" and default.tokenizer is None

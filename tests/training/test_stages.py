@@ -15,6 +15,7 @@ EXPECTED = {
     "multitask_224": {"encoder": False, "adapter": True, "llm": True},
     "sft": {"encoder": False, "adapter": True, "llm": True},
     "locate": {"encoder": True, "adapter": True, "llm": True},
+    "lookups": {"encoder": False, "adapter": True, "llm": True},
 }
 
 
