@@ -31,18 +31,9 @@ import torch
 
 from qwenvl.data.synthetic import SyntheticWorld
 from qwenvl.evaluation.load import load_for_eval
-from qwenvl.models.adapter import Resampler, cell_centres
+from qwenvl.models.adapter import Resampler, cell_centres, grid_places
 from qwenvl.models.qwen_vl import QwenVLModel
 from qwenvl.processor import QwenVLProcessor
-
-
-def grid_places(tokens: int) -> torch.Tensor:
-    """(row, column) [tokens, 2] of a square row-major grid of `tokens` cells."""
-    side = math.isqrt(tokens)
-    if side * side != tokens:
-        raise ValueError(f"{tokens} tokens do not form a square grid")
-    index = torch.arange(tokens)
-    return torch.stack([index // side, index % side], -1).float()
 
 
 def attention_distance(weights: torch.Tensor) -> tuple[float, float]:

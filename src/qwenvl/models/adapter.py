@@ -65,10 +65,18 @@ class MLPConfig:
     width: int | None = None
 
 
+def grid_places(tokens: int) -> torch.Tensor:
+    """(row, column) [tokens, 2] of a square row-major grid of `tokens` cells."""
+    side = math.isqrt(tokens)
+    if side * side != tokens:
+        raise ValueError(f"{tokens} tokens do not form a square grid")
+    index = torch.arange(tokens)
+    return torch.stack([index // side, index % side], -1).float()
+
+
 def cell_centres(side: int) -> torch.Tensor:
     """(row, column) centres [side * side, 2] of a square row-major grid's cells, in picture sides."""
-    index = torch.arange(side * side)
-    return (torch.stack([index // side, index % side], -1).float() + 0.5) / side
+    return (grid_places(side * side) + 0.5) / side
 
 
 class Resampler(nn.Module):
