@@ -22,8 +22,11 @@ pipeline: install
 smoke: install
 	$(BIN)/qwenvl-smoke
 
+# One pytest-xdist worker per core (TEST_WORKERS=0: one process), each on one thread (tests/conftest.py);
+# a worker left idle takes tests queued for another (worksteal: a few tests take a minute or more).
+TEST_WORKERS ?= auto
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: install
 	$(BIN)/ruff check src tests

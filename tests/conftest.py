@@ -1,7 +1,14 @@
+import os
 import subprocess
 import sys
 import time
 from types import SimpleNamespace
+
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Under pytest-xdist (`make test`: one worker per core) each worker computes on one thread, and
+    # so do the processes a test starts (they inherit it): with torch's default of one thread per
+    # core in every worker, the workers would contend for the cores and each run far slower.
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest
 import torch

@@ -148,6 +148,7 @@ def test_two_processes_share_the_work_and_give_the_single_process_result(model, 
         sys.executable,
         "-m",
         "torch.distributed.run",
+        "--standalone",  # a free port for the rendezvous: tests run side by side under pytest-xdist
         "--nproc_per_node",
         "2",
         "-m",
